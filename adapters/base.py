@@ -1,0 +1,79 @@
+"""The adapter protocol and the registry of adapters by protocol name.
+
+An adapter knows one protocol and nothing about SQL or HTTP. Each protocol is a sub-package of
+`adapters/` whose `__init__` calls `register(AdapterSpec(...))`; `registry()` imports every
+sub-package once, so adding a protocol means adding a folder, not editing a switch statement.
+
+The runtime gives each source an `AdapterContext` and calls `await adapter.run()` in its own
+task; `run` polls or subscribes until it is cancelled. An exception escaping `run` is logged
+and the runtime restarts the adapter with backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from collector.config import MachineConfig, SourceConfig
+from collector.model import Reading, SourceHealth
+
+
+class ReadingSink(Protocol):
+    """Where an adapter hands its readings: the pipeline."""
+
+    async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
+        """Queue readings. With `wait=True`, return only once they are durable (in the ledger
+        or the spool); an MQTT adapter acknowledges QoS 1 messages after that."""
+        ...
+
+
+@dataclass
+class AdapterContext:
+    machine: MachineConfig
+    source: SourceConfig
+    sink: ReadingSink
+    health: SourceHealth
+
+
+class Adapter(Protocol):
+    async def run(self) -> None:
+        """Read the source until cancelled; report through `context.health`."""
+        ...
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    protocol: str
+    config_model: type[SourceConfig]
+    factory: Callable[[AdapterContext], Adapter]
+    # adds the protocol's commissioning command(s) to `collector`; each sub-parser sets
+    # `func=handler` where `handler(args) -> int` returns the exit code
+    add_cli: Callable[[argparse._SubParsersAction], None] | None = None  # type: ignore[type-arg]
+
+
+_REGISTRY: dict[str, AdapterSpec] = {}
+_LOADED = False
+
+
+def register(spec: AdapterSpec) -> None:
+    existing = _REGISTRY.get(spec.protocol)
+    if existing is not None and existing is not spec:
+        raise RuntimeError(f"protocol {spec.protocol!r} registered twice")
+    _REGISTRY[spec.protocol] = spec
+
+
+def registry() -> dict[str, AdapterSpec]:
+    """Every available adapter by protocol name, importing the adapter packages on first use."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import adapters
+
+        for info in pkgutil.iter_modules(adapters.__path__):
+            if info.ispkg:
+                importlib.import_module(f"adapters.{info.name}")
+    return _REGISTRY

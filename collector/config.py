@@ -1,0 +1,394 @@
+"""The configuration file: pydantic models, the single source of truth for the YAML.
+
+The core models live here; each adapter registers the model of its own `sources` entries
+(see `adapters/base.py`), and `config_model()` joins them into one discriminated union on
+`protocol`. `load_config()` reads a file and raises `ConfigError` with one line per problem,
+each naming its path (`machines[0].sources[1].tags[3].type`) and its line in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+)
+
+DEFAULT_CONFIG = "config/collector.yaml"
+CONFIG_ENV = "COLLECTOR_CONFIG"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_duration(value: Any) -> Any:
+    """`250ms`, `1s`, `5m`, `1h`, `1d` or a number of seconds, as float seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 1s, 5m, 1h)")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; a duration must be 0 or more")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 1s, 5m, 1h, 7d)")
+
+
+def parse_size(value: Any) -> Any:
+    """`500MB`, `2GiB`, or a number of bytes, as int bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match:
+            unit = (match.group(2) or "b").lower()
+            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError(f"{value!r} is not a size (use e.g. 500MB, 2GB, 1GiB)")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+Identifier = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64)]
+TagName = Annotated[str, Field(pattern=r"^[a-z0-9_]+$", min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt option must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LedgerConfig(Strict):
+    url: str = "sqlite:///data/ledger.db"
+    retention: Duration | None = None  # raw readings older than this are deleted
+    retention_interval: Duration = 600.0  # how often the retention sweep runs
+
+
+class SpoolConfig(Strict):
+    path: str | None = None  # default: collector-spool.db next to the config file
+    max_size: ByteSize = 1024**3
+
+
+class PipelineConfig(Strict):
+    queue_size: int = Field(100_000, ge=100)  # readings held in memory before spilling to the spool
+    batch_size: int = Field(5_000, ge=1)
+    flush_interval: Duration = 0.5
+
+
+class ApiConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    api_keys: list[str] = []
+    cors_origins: list[str] = []
+
+
+class TagConfig(Strict):
+    """What every protocol's tag has; adapters extend it with their addressing fields."""
+
+    name: TagName
+    unit: str | None = None
+    description: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    deadband: float | None = Field(None, ge=0)  # absolute; store only changes larger than this
+    heartbeat: Duration | None = None  # store at least this often even without change
+
+
+class SourceConfig(Strict):
+    """What every protocol's source has; adapters subclass it with `protocol: Literal[...]`."""
+
+    id: Identifier
+    protocol: str
+    enabled: bool = True
+    interval: Duration = 1.0
+    timeout: Duration = 1.0
+    tags: list[TagConfig] = []
+
+
+class MachineConfig(Strict):
+    id: Identifier
+    name: str | None = None
+    area: str | None = None
+    line: str | None = None
+    sources: list[SourceConfig] = []
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class CollectorConfig(Strict):
+    ledger: LedgerConfig = LedgerConfig()
+    spool: SpoolConfig = SpoolConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    api: ApiConfig = ApiConfig()
+    machines: list[MachineConfig] = []
+
+    # where the file was read from; relative paths (spool) are resolved against its folder
+    base_dir: str = "."
+
+    def counts(self) -> tuple[int, int, int]:
+        sources = [s for m in self.machines for s in m.sources]
+        return len(self.machines), len(sources), sum(len(s.tags) for s in sources)
+
+    def spool_path(self) -> Path:
+        path = Path(self.spool.path) if self.spool.path else Path("collector-spool.db")
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+
+@cache
+def config_model() -> type[CollectorConfig]:
+    """CollectorConfig whose `sources` accept every registered adapter's source model."""
+    from adapters.base import registry  # adapters register themselves; found at run time
+
+    models = [spec.config_model for spec in registry().values()]
+    if not models:
+        return CollectorConfig
+    source_union: Any = Annotated[Union[tuple(models)], Field(discriminator="protocol")]  # noqa: UP007
+    machine = create_model(
+        "MachineConfig", __base__=MachineConfig, sources=(list[source_union], [])
+    )
+    return create_model("CollectorConfig", __base__=CollectorConfig, machines=(list[machine], []))
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.path}: {self.message}{where}" if self.path else f"{self.message}{where}"
+
+
+class ConfigError(Exception):
+    """The config file is unusable; `problems` holds one entry per thing to fix."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def resolve_config_path(path: str | None) -> Path:
+    return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path) -> CollectorConfig:
+    """Read, substitute `${ENV}`, validate and cross-check a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem("", f"config file {str(path)!r} not found")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read config file {str(path)!r}: {exc.strerror}")]) from None
+    return parse_config(text, base_dir=str(path.parent.resolve()))
+
+
+def parse_config(text: str, base_dir: str = ".") -> CollectorConfig:
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem("", f"not valid YAML: {problem}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", "the config must be a mapping with keys such as 'ledger' and 'machines'", 1)])
+
+    problems: list[Problem] = []
+    data = _substitute_env(data, (), problems, node)
+    data.pop("base_dir", None)
+    data["base_dir"] = base_dir
+    try:
+        config = config_model().model_validate(data)
+    except ValidationError as exc:
+        problems += [_problem_from_error(err, data, node) for err in exc.errors(include_url=False)]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    problems = list(cross_check(config))
+    if problems:
+        for i, p in enumerate(problems):
+            problems[i] = Problem(p.path, p.message, _line_of(node, _parse_loc(p.path)))
+        raise ConfigError(problems)
+    return config
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute_env(value: Any, loc: tuple[Any, ...], problems: list[Problem], node: Any) -> Any:
+    if isinstance(value, str):
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(
+                    Problem(format_path(loc), f"environment variable {name} is not set "
+                            f"(export it, or write the value instead of ${{{name}}})",
+                            _line_of(node, loc))
+                )
+                return ""
+            return os.environ[name]
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, (*loc, k), problems, node) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, (*loc, i), problems, node) for i, v in enumerate(value)]
+    return value
+
+
+def cross_check(config: CollectorConfig) -> Iterator[Problem]:
+    """Rules that span several entries: unique machine ids, source ids and tag names."""
+    machines: dict[str, int] = {}
+    for mi, machine in enumerate(config.machines):
+        if machine.id in machines:
+            yield Problem(f"machines[{mi}].id",
+                          f"duplicate machine id {machine.id!r} (also machines[{machines[machine.id]}])")
+        machines.setdefault(machine.id, mi)
+        sources: dict[str, int] = {}
+        tags: dict[str, str] = {}
+        for si, source in enumerate(machine.sources):
+            spath = f"machines[{mi}].sources[{si}]"
+            if source.id in sources:
+                yield Problem(f"{spath}.id", f"duplicate source id {source.id!r} in machine "
+                              f"{machine.id!r} (also machines[{mi}].sources[{sources[source.id]}])")
+            sources.setdefault(source.id, si)
+            for ti, tag in enumerate(source.tags):
+                tpath = f"{spath}.tags[{ti}]"
+                if tag.name in tags:
+                    yield Problem(f"{tpath}.name", f"duplicate tag name {tag.name!r} in machine "
+                                  f"{machine.id!r} (also {tags[tag.name]}); tag names are unique per machine")
+                tags.setdefault(tag.name, tpath)
+
+
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field; check the spelling against the README",
+}
+
+
+def _problem_from_error(err: Any, data: Any, node: Any) -> Problem:
+    loc = _clean_loc(err["loc"], data)
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind in _FRIENDLY:
+        message = _FRIENDLY[kind]
+        if kind == "extra_forbidden":
+            message = f"unknown field {str(loc[-1])!r}; check the spelling against the README"
+    elif kind == "literal_error":
+        message = f"{value!r} is not one of {ctx.get('expected', '')}"
+    elif kind == "union_tag_invalid":
+        message = f"protocol {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+        loc = (*loc, "protocol")
+    elif kind == "union_tag_not_found":
+        message = f"'protocol' is missing; use one of {_protocol_names()}"
+        loc = (*loc, "protocol")
+    elif kind == "string_pattern_mismatch":
+        message = f"{value!r} may only contain {_pattern_words(ctx.get('pattern', ''))}"
+    elif kind in ("value_error", "assertion_error"):
+        message = str(ctx.get("error", err["msg"]))
+    else:
+        message = f"{err['msg']} (got {value!r})" if not isinstance(value, dict | list) else err["msg"]
+    return Problem(format_path(loc), message, _line_of(node, loc))
+
+
+def _protocol_names() -> str:
+    from adapters.base import registry
+
+    return ", ".join(repr(name) for name in registry())
+
+
+def _pattern_words(pattern: str) -> str:
+    if "_-" in pattern:
+        return "lowercase letters, digits, '_' and '-'"
+    if "_" in pattern:
+        return "lowercase letters, digits and '_'"
+    return f"characters matching {pattern}"
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop the labels pydantic inserts into a path: union tags (`sources.0.modbus.tags`)
+    and validator names (`function-after[...]`)."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and (
+            part.startswith(("function-", "tagged-union[", "union["))
+            or (len(out) >= 2 and out[-2] == "sources" and isinstance(out[-1], int)
+                and part in _protocols())
+        ):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _protocols() -> set[str]:
+    from adapters.base import registry
+
+    return set(registry())
+
+
+def _parse_loc(path: str) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for name, index in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path):
+        out.append(name if name else int(index))
+    return tuple(out)
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node the path reaches."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            nxt = None
+            for key, value in node.value:
+                if getattr(key, "value", None) == part:
+                    nxt, line = value, key.start_mark.line + 1
+                    break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if 0 <= part < len(node.value) else None
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
