@@ -1,0 +1,93 @@
+"""The production-data ledger: one SQL schema on SQLite or PostgreSQL.
+
+`Ledger` opens the database, applies migrations, and offers the writer (hot path) and the
+queries (read side) on one engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from collector.ledger import queries
+from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
+from collector.ledger.queries import Bucket, Point, Series
+from collector.ledger.writer import LedgerWriter, MachineInfo, SeriesInfo
+from collector.model import Reading
+
+__all__ = [
+    "Bucket", "Ledger", "LedgerURLError", "MachineInfo", "Point", "Series", "SeriesInfo",
+    "async_url",
+]  # fmt: skip
+
+
+class Ledger:
+    """The ledger database: `await open()` connects and migrates; then write and query."""
+
+    def __init__(self, url: str, *, schema: str | None = None, box: str | None = None):
+        self.url = url
+        self.schema = schema
+        self.engine: AsyncEngine = create_engine(url, schema=schema)
+        self.writer = LedgerWriter(self.engine, box=box)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def open(self, *, migrate: bool = True) -> None:
+        if migrate:
+            await upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # write side
+    async def sync_config(self, machines: Sequence[MachineInfo], series: Sequence[SeriesInfo]) -> None:
+        await self.writer.sync_machines(machines)
+        await self.writer.sync_series(series)
+
+    async def write(self, batch: Sequence[Reading]) -> int:
+        return await self.writer.write(batch)
+
+    async def delete_older_than(self, cutoff_us: int, batch: int = 5000) -> int:
+        return await queries.delete_older_than(self.engine, cutoff_us, batch)
+
+    # read side
+    async def machines(self) -> list[dict[str, object]]:
+        return await queries.list_machines(self.engine)
+
+    async def series(self, machine: str | None = None) -> list[Series]:
+        return await queries.list_series(self.engine, machine)
+
+    async def latest(self, machine: str) -> list[tuple[Series, Point]]:
+        return await queries.latest(self.engine, machine)
+
+    async def readings(
+        self, series: Sequence[Series], start: int, end: int, limit: int,
+        after: tuple[int, int] | None = None,
+    ) -> tuple[list[Point], tuple[int, int] | None]:
+        return await queries.readings(self.engine, series, start, end, limit, after)
+
+    def stream_readings(
+        self, series: Sequence[Series], start: int, end: int, limit: int,
+        after: tuple[int, int] | None = None,
+    ) -> AsyncIterator[Point]:
+        return queries.stream_readings(self.engine, series, start, end, limit, after)
+
+    async def aggregate(
+        self, series: Sequence[Series], start: int, end: int, bucket: int, offset: int = 0
+    ) -> list[Bucket]:
+        return await queries.aggregate(self.engine, series, start, end, bucket, offset)
+
+    async def find_series(self, machine: str, tags: Sequence[str] | None = None) -> list[Series]:
+        found = await self.series(machine)
+        if tags:
+            wanted = set(tags)
+            found = [s for s in found if s.tag in wanted]
+        return found

@@ -1,0 +1,111 @@
+"""Connecting to the ledger database and bringing its schema up to date.
+
+One code path for both backends: `sqlite:///file.db` (the box's default) and
+`postgresql://user:pw@host/db` (a central ledger). URLs are given the async driver here, so a
+technician writes the plain form; SQLite gets WAL and the pragmas a long-running writer needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",  # durable at every checkpoint; WAL keeps commits atomic
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA cache_size=-65536",  # 64 MiB page cache
+    "PRAGMA temp_store=MEMORY",
+    "PRAGMA foreign_keys=OFF",
+)
+
+
+class LedgerURLError(ValueError):
+    pass
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` → `sqlite+aiosqlite:///x.db`; `postgresql://` → `postgresql+asyncpg://`."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise LedgerURLError(
+            f"ledger.url {url!r} is not a database URL "
+            "(use sqlite:///data/ledger.db or postgresql://user:password@host/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise LedgerURLError(
+            f"ledger.url {url!r}: backend {backend!r} is not supported (use sqlite or postgresql)"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """An async engine for the ledger; `schema` selects a PostgreSQL schema (search_path)."""
+    full = make_url(async_url(url))
+    kwargs: dict[str, Any] = {}
+    if full.get_backend_name() == "sqlite":
+        if full.database and full.database != ":memory:":
+            Path(full.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        settings = {"application_name": "retrofit-collector"}
+        if schema:
+            settings["search_path"] = schema
+        kwargs["connect_args"] = {"server_settings": settings, "timeout": 10}
+        kwargs["pool_size"] = 5
+        kwargs["max_overflow"] = 10
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(full, **kwargs)
+    if full.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Apply every pending migration (what `collector db upgrade` and start-up do)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)

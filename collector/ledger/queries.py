@@ -1,0 +1,215 @@
+"""The read side of the ledger: the queries the API and the derivations need.
+
+Every query walks the (series_id, ts) primary key: the newest reading of a series is one index
+probe, a range is one index range, a page resumes after the last (ts, series_id) it returned
+(keyset paging, never OFFSET), and time buckets are integer division of `ts`, so SQLite and
+PostgreSQL give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from collector.ledger.schema import machines, series
+from collector.model import Quality, Value
+
+
+@dataclass(frozen=True)
+class Series:
+    id: int
+    machine: str
+    tag: str
+    unit: str | None
+    source: str | None
+    protocol: str | None
+    kind: str | None
+
+
+@dataclass(frozen=True)
+class Point:
+    series_id: int
+    ts: int
+    value: Value
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class Bucket:
+    series_id: int
+    start: int
+    count: int
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: Value
+
+
+def present(kind: str | None, value: float | None, text_value: str | None) -> Value:
+    """A stored value as the API shows it: text, a bool for bool series, else the number."""
+    if text_value is not None:
+        return text_value
+    if value is None:
+        return None
+    if kind == "bool":
+        return value != 0.0
+    return value
+
+
+async def list_machines(engine: AsyncEngine) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(machines).order_by(machines.c.id))).mappings().all()
+        tags = (await conn.execute(select(series.c.machine_id, series.c.tag).order_by(series.c.id))).all()
+    by_machine: dict[str, list[str]] = {}
+    for machine_id, tag in tags:
+        by_machine.setdefault(machine_id, []).append(tag)
+    return [{**dict(r), "tags": by_machine.get(r["id"], [])} for r in rows]
+
+
+async def list_series(engine: AsyncEngine, machine: str | None = None) -> list[Series]:
+    query = select(series).order_by(series.c.machine_id, series.c.id)
+    if machine is not None:
+        query = query.where(series.c.machine_id == machine)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Series(r.id, r.machine_id, r.tag, r.unit, r.source, r.protocol, r.kind) for r in rows]
+
+
+_LATEST = text(
+    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM series s "
+    "JOIN readings r ON r.series_id = s.id "
+    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id) "
+    "WHERE s.machine_id = :machine"
+)
+
+
+async def latest(engine: AsyncEngine, machine: str) -> list[tuple[Series, Point]]:
+    """The newest reading of every series of a machine (series without readings are left out)."""
+    all_series = {s.id: s for s in await list_series(engine, machine)}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_LATEST, {"machine": machine})).all()
+    out = []
+    for sid, ts, value, text_value, quality in rows:
+        s = all_series.get(sid)
+        if s is not None:
+            out.append((s, Point(sid, ts, present(s.kind, value, text_value), Quality(quality))))
+    out.sort(key=lambda item: item[0].id)
+    return out
+
+
+async def readings(
+    engine: AsyncEngine,
+    series_list: Sequence[Series],
+    start: int,
+    end: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+) -> tuple[list[Point], tuple[int, int] | None]:
+    """Readings with start <= ts < end, oldest first, at most `limit`; and the key to resume
+    after (None when there is nothing more). `after` is the (ts, series_id) of the last row seen."""
+    points = [p async for p in stream_readings(engine, series_list, start, end, limit + 1, after)]
+    if len(points) > limit:
+        points = points[:limit]
+        last = points[-1]
+        return points, (last.ts, last.series_id)
+    return points, None
+
+
+async def stream_readings(
+    engine: AsyncEngine,
+    series_list: Sequence[Series],
+    start: int,
+    end: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+    chunk: int = 5000,
+) -> AsyncIterator[Point]:
+    """Like `readings`, but yields rows as they come, fetching `chunk` rows per query."""
+    kinds = {s.id: s.kind for s in series_list}
+    ids = sorted(kinds)
+    if not ids or limit <= 0:
+        return
+    remaining = limit
+    cursor = after
+    while remaining > 0:
+        n = min(chunk, remaining)
+        params: dict[str, object] = {"ids": ids, "start": start, "end": end, "n": n}
+        where = "series_id IN :ids AND ts >= :start AND ts < :end"
+        if cursor is not None:
+            where += " AND (ts > :cts OR (ts = :cts AND series_id > :csid))"
+            params.update(cts=cursor[0], csid=cursor[1])
+        query = text(
+            f"SELECT series_id, ts, value, text, quality FROM readings WHERE {where} "
+            "ORDER BY ts, series_id LIMIT :n"
+        ).bindparams(bindparam("ids", expanding=True))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(query, params)).all()
+        for sid, ts, value, text_value, quality in rows:
+            yield Point(sid, ts, present(kinds[sid], value, text_value), Quality(quality))
+        if len(rows) < n:
+            return
+        remaining -= len(rows)
+        cursor = (rows[-1][1], rows[-1][0])
+
+
+_AGGREGATE = text(
+    "WITH b AS ("
+    " SELECT series_id, (ts + :offset) / :bucket AS bk, count(*) AS n, min(value) AS lo,"
+    " max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts"
+    " FROM readings WHERE series_id IN :ids AND ts >= :start AND ts < :end"
+    " GROUP BY series_id, bk) "
+    "SELECT b.series_id, b.bk, b.n, b.lo, b.hi, b.mean, r.value, r.text FROM b "
+    "JOIN readings r ON r.series_id = b.series_id AND r.ts = b.last_ts "
+    "ORDER BY b.series_id, b.bk"
+).bindparams(bindparam("ids", expanding=True))
+
+
+async def aggregate(
+    engine: AsyncEngine,
+    series_list: Sequence[Series],
+    start: int,
+    end: int,
+    bucket: int,
+    offset: int = 0,
+) -> list[Bucket]:
+    """count/min/max/avg/last per series and bucket of `bucket` µs, aligned to the epoch
+    (shifted by `offset` µs, for day buckets in a local time zone); empty buckets omitted."""
+    kinds = {s.id: s.kind for s in series_list}
+    if not kinds:
+        return []
+    params = {"ids": sorted(kinds), "start": start, "end": end, "bucket": bucket, "offset": offset}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_AGGREGATE, params)).all()
+    return [
+        Bucket(sid, int(bk) * bucket - offset, n, lo, hi, float(mean) if mean is not None else None,
+               present(kinds[sid], value, text_value))
+        for sid, bk, n, lo, hi, mean, value, text_value in rows
+    ]
+
+
+_DELETE_BATCH = text(
+    "DELETE FROM readings WHERE series_id = :sid AND ts < :cutoff AND ts <= COALESCE("
+    "(SELECT ts FROM readings WHERE series_id = :sid AND ts < :cutoff ORDER BY ts "
+    "LIMIT 1 OFFSET :skip), :cutoff)"
+)
+
+
+async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000) -> int:
+    """Delete readings older than `cutoff` in transactions of at most `batch` rows per series,
+    so the writer is never locked out for long. Returns the number of rows deleted."""
+    async with engine.connect() as conn:
+        ids = [row[0] for row in await conn.execute(select(series.c.id))]
+    deleted = 0
+    for sid in ids:
+        while True:
+            async with engine.begin() as conn:
+                result = await conn.execute(
+                    _DELETE_BATCH, {"sid": sid, "cutoff": cutoff, "skip": batch - 1}
+                )
+            deleted += result.rowcount or 0
+            if (result.rowcount or 0) < batch:
+                break
+    return deleted

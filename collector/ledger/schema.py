@@ -1,0 +1,60 @@
+"""The ledger's tables, shared by SQLite and PostgreSQL.
+
+Readings are keyed by (series_id, ts): one b-tree ordered the way every query reads it (one
+series, a time range), and a replayed batch conflicts on that key instead of inserting twice.
+`ts` is integer microseconds since the epoch, UTC, so both databases compare and bucket it
+with plain integer arithmetic. Numbers and booleans go in `value`, text in `text`; the series'
+`kind` says how to present `value`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200)),
+    Column("area", String(200)),
+    Column("line", String(200)),
+    Column("box", String(64)),  # the collector box that owns this machine in a central ledger
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("machine_id", String(64), ForeignKey("machines.id"), nullable=False),
+    Column("tag", String(64), nullable=False),
+    Column("unit", String(32)),
+    Column("source", String(64)),
+    Column("protocol", String(16)),
+    Column("kind", String(8)),  # number | bool | text, from the first value seen
+    UniqueConstraint("machine_id", "tag", name="uq_series_machine_tag"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id"), primary_key=True),
+    Column("ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("value", Float(53)),
+    Column("text", Text),
+    Column("quality", SmallInteger, nullable=False, default=0),
+    sqlite_with_rowid=False,
+)
