@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,5 +76,9 @@ def registry() -> dict[str, AdapterSpec]:
 
         for info in pkgutil.iter_modules(adapters.__path__):
             if info.ispkg:
-                importlib.import_module(f"adapters.{info.name}")
+                try:
+                    importlib.import_module(f"adapters.{info.name}")
+                except Exception as exc:  # one broken adapter must not take the others down
+                    logging.getLogger("adapters").error(
+                        "adapter package %r could not be loaded: %s", info.name, exc)
     return _REGISTRY

@@ -23,6 +23,10 @@ __all__ = [
 ]  # fmt: skip
 
 
+class LedgerNotReady(RuntimeError):
+    pass
+
+
 class Ledger:
     """The ledger database: `await open()` connects and migrates; then write and query."""
 
@@ -31,6 +35,7 @@ class Ledger:
         self.schema = schema
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self.writer = LedgerWriter(self.engine, box=box)
+        self.ready = False  # migrated and synced; writes before that fail (and are spooled)
 
     @property
     def dialect(self) -> str:
@@ -39,6 +44,7 @@ class Ledger:
     async def open(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.engine)
+        self.ready = True
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -53,6 +59,8 @@ class Ledger:
         await self.writer.sync_series(series)
 
     async def write(self, batch: Sequence[Reading]) -> int:
+        if not self.ready:
+            raise LedgerNotReady("the ledger database has not been reached yet")
         return await self.writer.write(batch)
 
     async def delete_older_than(self, cutoff_us: int, batch: int = 5000) -> int:

@@ -1,0 +1,179 @@
+"""The YAML of a Modbus source and its tags, checked before any device is touched.
+
+Every rule a technician can break (a float on a coil, a `bit` on a float, a `length` on a
+number, a byte order that does not fit the width, a value running past address 65535, a
+string longer than one request) is rejected here with the field named and the fix said.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+from collector.config import Duration, SourceConfig, TagConfig
+
+from .codec import BIT_KINDS, FLOAT_TYPES, TYPES, allowed_orders, register_count
+
+MAX_REGISTERS = 125  # the protocol's limit for one read of holding/input registers
+MAX_BITS = 2000  # ... and of coils/discrete inputs
+
+TagType = Literal[
+    "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+    "float16", "float32", "float64", "string",
+]  # fmt: skip
+assert set(TagType.__args__) == set(TYPES)  # type: ignore[attr-defined]
+
+
+def _fail(problems: list[tuple[str, str, Any]]) -> None:
+    """Raise all problems at once, each located at its own field (so the path ends in
+    `.type`, `.bit`, ... rather than at the tag)."""
+    if problems:
+        raise ValidationError.from_exception_data(
+            "modbus",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "{error}", {"error": message}),
+                    loc=field if isinstance(field, tuple) else (field,),
+                    input=value,
+                )
+                for field, message, value in problems
+            ],
+        )
+
+
+class ModbusTagConfig(TagConfig):
+    """One value read from a Modbus device."""
+
+    register: Literal["holding", "input", "coil", "discrete"] = "holding"
+    address: int = Field(ge=0, le=65535)  # 0-based protocol address
+    type: TagType | None = None  # default: bool on coil/discrete, uint16 on registers
+    byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
+    byte: Literal["low", "high"] | None = None  # int8/uint8 only; default low
+    bit: int | None = Field(None, ge=0, le=15)  # bool from one bit of a register
+    length: int | None = Field(None, ge=1, le=MAX_REGISTERS)  # string only, in registers
+    unit_id: int | None = Field(None, ge=0, le=255)  # another device on the same connection
+
+    @property
+    def kind(self) -> str:
+        return self.register
+
+    @property
+    def value_type(self) -> str:
+        return self.type or ("bool" if self.register in BIT_KINDS else "uint16")
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for coil/discrete) the tag occupies."""
+        if self.register in BIT_KINDS:
+            return 1
+        return register_count(self.value_type, self.length)
+
+    @model_validator(mode="after")
+    def _fits(self) -> ModbusTagConfig:
+        problems: list[tuple[str, str, Any]] = []
+        kind, type_ = self.register, self.value_type
+        if kind in BIT_KINDS and type_ != "bool":
+            problems.append(("type", f"a {kind} holds a single bit, so its type must be bool "
+                             f"(not {type_}); use register: holding or input for {type_}", type_))
+        if self.bit is not None and (type_ != "bool" or kind in BIT_KINDS):
+            what = f"a {kind}" if kind in BIT_KINDS else f"type {type_}"
+            problems.append(("bit", f"'bit' picks one bit of a holding/input register for a "
+                             f"bool tag; remove it for {what}", self.bit))
+        if self.byte is not None and type_ not in ("int8", "uint8"):
+            problems.append(("byte", f"'byte' (low/high) is only for int8/uint8; remove it "
+                             f"for type {type_}", self.byte))
+        if type_ == "string" and self.length is None:
+            problems.append(("length", "a string needs 'length': the number of registers it "
+                             "occupies (two characters each)", None))
+        if self.length is not None and type_ != "string":
+            problems.append(("length", f"'length' is only for type string; remove it for "
+                             f"type {type_}", self.length))
+        if type_ in ("bool", "string") and (self.scale != 1.0 or self.offset != 0.0):
+            field = "scale" if self.scale != 1.0 else "offset"
+            problems.append((field, f"scale/offset apply to numbers only; remove '{field}' "
+                             f"for type {type_}", getattr(self, field)))
+        if not problems:
+            orders = allowed_orders(type_)
+            if self.byte_order not in orders:
+                why = ("one register has no word order" if len(orders) == 2
+                       else "a string's registers are read in order")
+                if len(orders) == 1:
+                    why = f"byte order does not apply to {type_}"
+                problems.append(("byte_order", f"{self.byte_order} does not fit type {type_} "
+                                 f"({why}); use {' or '.join(orders)}", self.byte_order))
+            last = self.address + self.width - 1
+            if last > 65535:
+                problems.append(("address", f"{type_} at address {self.address} occupies "
+                                 f"{self.width} registers and runs past the last address "
+                                 f"65535 (to {last}); check the address", self.address))
+        _fail(problems)
+        return self
+
+
+class ModbusSourceConfig(SourceConfig):
+    """One Modbus connection: a TCP device, a serial bus, or a serial gateway (RTU over TCP)."""
+
+    protocol: Literal["modbus"]
+    host: str | None = None
+    port: int = Field(502, ge=1, le=65535)
+    serial: str | None = None  # e.g. /dev/ttyUSB0
+    baudrate: int = Field(9600, ge=300, le=4_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    framer: Literal["tcp", "rtu", "ascii"] | None = None  # default: tcp with host, rtu with serial
+    unit: int = Field(1, ge=0, le=255)
+    retries: int = Field(1, ge=0, le=10)  # extra attempts of a request that got no answer
+    max_registers: int = Field(MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
+    max_bits: int = Field(MAX_BITS, ge=1, le=MAX_BITS)
+    max_gap: int = Field(16, ge=0, le=MAX_BITS)  # unused registers (bits) worth reading through
+    reconnect_delay: Duration = 1.0  # first wait after a failed connect; doubles each failure
+    reconnect_delay_max: Duration = 30.0  # cap of that wait
+    tags: list[ModbusTagConfig] = []  # type: ignore[assignment]
+
+    @property
+    def transport(self) -> str:
+        return self.framer or ("rtu" if self.serial else "tcp")
+
+    @model_validator(mode="after")
+    def _connection(self) -> ModbusSourceConfig:
+        problems: list[tuple[str, str, Any]] = []
+        if (self.host is None) == (self.serial is None):
+            problems.append(("host", "give either 'host' (Modbus TCP or a serial gateway) or "
+                             "'serial' (RTU on a serial port such as /dev/ttyUSB0), not both "
+                             "and not neither", self.host))
+        if self.host is not None:
+            for name in ("baudrate", "parity", "stopbits", "bytesize"):
+                if name in self.model_fields_set:
+                    problems.append((name, f"'{name}' is a serial port setting; remove it, or "
+                                     f"use 'serial' instead of 'host'", getattr(self, name)))
+        if self.serial is not None and self.framer == "tcp":
+            problems.append(("framer", "framer tcp needs 'host'; a serial port speaks rtu "
+                             "(default) or ascii", self.framer))
+        if "port" in self.model_fields_set and self.serial is not None:
+            problems.append(("port", "'port' is the TCP port; for a serial line name the "
+                             "device in 'serial'", self.port))
+        if self.interval <= 0:
+            problems.append(("interval", "must be more than 0 (e.g. 1s or 250ms)", self.interval))
+        if self.timeout <= 0:
+            problems.append(("timeout", "must be more than 0 (e.g. 1s or 500ms)", self.timeout))
+        if self.reconnect_delay_max < self.reconnect_delay:
+            problems.append(("reconnect_delay_max", "must not be less than reconnect_delay",
+                             self.reconnect_delay_max))
+        for i, tag in enumerate(self.tags):
+            limit = self.max_bits if tag.register in BIT_KINDS else self.max_registers
+            if tag.width > limit:
+                problems.append((("tags", i, "length"), f"{tag.width} registers do not fit in "
+                                 f"one request of at most max_registers={limit}; shorten "
+                                 f"the string or raise max_registers", tag.length))
+        _fail(problems)
+        return self
+
+    def unit_of(self, tag: ModbusTagConfig) -> int:
+        return self.unit if tag.unit_id is None else tag.unit_id
+
+
+def is_float(tag: ModbusTagConfig) -> bool:
+    return tag.value_type in FLOAT_TYPES

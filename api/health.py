@@ -1,0 +1,56 @@
+"""`GET /api/v1/health`: is every source delivering and is the ledger writable (no key needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from api.deps import runtime
+
+router = APIRouter(tags=["health"])
+
+
+class SourceStatus(BaseModel):
+    machine: str
+    source: str
+    protocol: str
+    connected: bool
+    last_ok: str | None
+    last_error: str | None
+    last_error_at: str | None = None
+    reads: int = 0
+    errors: int = 0
+    readings: int = 0
+    restarts: int = 0
+    scan_time: float | None = None
+    details: dict[str, Any] | None = None
+
+
+class LedgerStatus(BaseModel):
+    ok: bool
+    backlog: int
+    queued: int = 0
+    dropped: int = 0
+    written: int = 0
+    last_error: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    sources: list[SourceStatus]
+    ledger: LedgerStatus
+
+
+@router.get("/api/v1/health", response_model=Health, summary="Collector and ledger health")
+async def get_health(rt: Any = Depends(runtime)) -> Health:
+    sources = [SourceStatus(**h.as_dict()) for h in rt.health]
+    stats = rt.pipeline.stats()
+    ledger = LedgerStatus(ok=bool(stats["ok"]), backlog=int(stats["backlog"]),
+                          queued=int(stats["queued"]), dropped=int(stats["dropped"]),
+                          written=int(stats["written"]), last_error=stats["last_error"])
+    enabled = {(m.id, s.id) for m in rt.config.machines for s in m.sources if s.enabled}
+    healthy = ledger.ok and ledger.dropped == 0 and all(
+        s.connected for s in sources if (s.machine, s.source) in enabled)
+    return Health(status="ok" if healthy else "degraded", sources=sources, ledger=ledger)

@@ -1,0 +1,166 @@
+"""The `collector` command: run, check, db upgrade, demo, and each adapter's commissioning tool.
+
+Every command answers bad input with a one-line error and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from collector.config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, load_config, resolve_config_path
+
+log = logging.getLogger("collector")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", default=None,
+        help=f"config file (default: ${CONFIG_ENV}, then {DEFAULT_CONFIG})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description="Retrofit data collector: Modbus, OPC UA and MQTT into one SQL ledger.")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"], help="log detail")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text for people, json for log collectors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run every source, the ledger writer and the API")
+    _add_config(run)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate the config without touching devices")
+    _add_config(check)
+    check.set_defaults(func=cmd_check)
+
+    db = sub.add_parser("db", help="ledger database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_sub.required = True
+    upgrade = db_sub.add_parser("upgrade", help="apply pending schema migrations")
+    _add_config(upgrade)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="simulated machines + a collector + the status page")
+    demo.add_argument("--data", default="demo-data", help="folder for the demo ledger")
+    demo.add_argument("--port", type=int, default=8080, help="API and status page port")
+    demo.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    demo.set_defaults(func=cmd_demo)
+
+    from adapters.base import registry
+
+    for spec in registry().values():
+        if spec.add_cli is not None:
+            spec.add_cli(sub)
+    return parser
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    from collector.logs import configure
+
+    configure(level, fmt)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _report(path, exc)
+        return EXIT_CONFIG
+    machines, sources, tags = config.counts()
+    print(f"{machines} machines, {sources} sources, {tags} tags")
+    return EXIT_OK
+
+
+def _load_or_report(args: argparse.Namespace) -> object | None:
+    path = resolve_config_path(args.config)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _report(path, exc)
+        return None
+
+
+def _report(path: object, exc: ConfigError) -> None:
+    for problem in exc.problems:
+        print(f"{path}: {problem}" if problem.path else str(problem), file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from collector.runtime import Runtime
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        asyncio.run(Runtime(config).run_until_signalled())  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from collector.ledger import Ledger
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def upgrade() -> str | None:
+        from collector.ledger.engine import current_revision
+
+        ledger = Ledger(config.ledger.url)  # type: ignore[attr-defined]
+        try:
+            await ledger.open()
+            return await current_revision(ledger.engine)
+        finally:
+            await ledger.close()
+
+    try:
+        revision = asyncio.run(upgrade())
+    except Exception as exc:
+        print(f"collector: cannot upgrade the ledger: {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return EXIT_ERROR
+    print(f"ledger schema at revision {revision}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from collector.demo import run_demo
+    except ImportError:
+        print("collector: the demo is not available in this build", file=sys.stderr)
+        return EXIT_ERROR
+    return run_demo(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the promise: a one-line error, never a traceback
+        log.debug("unexpected error", exc_info=True)
+        print(f"collector: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

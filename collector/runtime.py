@@ -1,0 +1,226 @@
+"""Starts and supervises everything `collector run` does, in one asyncio process.
+
+One task per source (from the adapter registry, restarted with backoff if it crashes), the
+pipeline writer, the ledger connection (retried in the background, so a database that is down
+at boot only means readings wait in the spool), the retention sweep, and the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from adapters.base import AdapterContext, AdapterSpec, registry
+from collector.config import CollectorConfig, MachineConfig, SourceConfig
+from collector.ledger import Ledger, MachineInfo, SeriesInfo
+from collector.model import SourceHealth, now_us
+from collector.pipeline import Pipeline, TagRule
+from collector.spool import Spool
+
+log = logging.getLogger("collector.runtime")
+
+RESTART_MIN = 1.0
+RESTART_MAX = 60.0
+
+
+def tag_rules(config: CollectorConfig) -> dict[tuple[str, str], TagRule]:
+    rules = {}
+    for machine in config.machines:
+        for source in machine.sources:
+            for tag in source.tags:
+                if tag.deadband is not None or tag.heartbeat is not None:
+                    heartbeat = int(tag.heartbeat * 1e6) if tag.heartbeat is not None else None
+                    rules[(machine.id, tag.name)] = TagRule(tag.deadband, heartbeat)
+    return rules
+
+
+def configured_series(config: CollectorConfig) -> list[SeriesInfo]:
+    out = []
+    for machine in config.machines:
+        for source in machine.sources:
+            for tag in source.tags:
+                if "{" in tag.name:  # a template bound at run time (MQTT topic levels)
+                    continue
+                out.append(SeriesInfo(machine.id, tag.name, tag.unit, source.id, source.protocol))
+    return out
+
+
+class Runtime:
+    """Everything one collector process runs; `async with Runtime(config) as rt:`."""
+
+    def __init__(self, config: CollectorConfig, *, ledger_schema: str | None = None,
+                 box: str | None = None):
+        self.config = config
+        self.ledger = Ledger(config.ledger.url, schema=ledger_schema, box=box)
+        self.spool = Spool(config.spool_path(), config.spool.max_size)
+        self.pipeline = Pipeline(self.ledger, self.spool, config.pipeline, tag_rules(config))
+        self.health: list[SourceHealth] = []
+        self.started_at = now_us()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._source_tasks: list[asyncio.Task[Any]] = []
+        self._api_server: Any = None
+        self._stop = asyncio.Event()
+        self.api_port: int | None = None
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    def health_of(self, machine: str, source: str) -> SourceHealth:
+        for h in self.health:
+            if h.machine == machine and h.source == source:
+                return h
+        raise KeyError((machine, source))
+
+    async def start(self) -> None:
+        await self.spool.open()
+        await self._connect_ledger(first=True)
+        await self.pipeline.start()
+        specs = registry()
+        for machine in self.config.machines:
+            for source in machine.sources:
+                health = SourceHealth(machine.id, source.id, source.protocol)
+                self.health.append(health)
+                if source.enabled:
+                    self._source_tasks.append(asyncio.create_task(
+                        self._supervise(specs[source.protocol], machine, source, health),
+                        name=f"source {machine.id}/{source.id}"))
+        if self.config.ledger.retention:
+            self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
+        if self.config.api.enabled:
+            await self._start_api()
+        log.info("collector running: %d machines, %d sources, %d tags",
+                 *self.config.counts())
+
+    async def stop(self) -> None:
+        """Stop sources, write or spool everything held, close the ledger; idempotent."""
+        for task in self._source_tasks:
+            task.cancel()
+        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        self._source_tasks.clear()
+        await self.pipeline.stop()
+        if self._api_server is not None:
+            self._api_server.should_exit = True
+        for task in self._tasks:
+            if task.get_name() != "api":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.spool.close()
+        await self.ledger.close()
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._stop.set)
+        async with self:
+            await self._stop.wait()
+            log.info("stopping: flushing readings to the ledger")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ledger ------------------------------------------------------------------------------
+    async def _connect_ledger(self, first: bool = False) -> None:
+        try:
+            await self.ledger.open()
+            machines = [MachineInfo(m.id, m.name, m.area, m.line) for m in self.config.machines]
+            await self.ledger.sync_config(machines, configured_series(self.config))
+        except Exception as exc:
+            self.ledger.ready = False
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if first:
+                log.error("ledger %s not reachable (%s); readings are spooled until it is",
+                          self.ledger.url.split("@")[-1], message)
+                self.pipeline.ledger_ok = False
+                self.pipeline.last_error = message
+                self._tasks.append(asyncio.create_task(self._reconnect_ledger(), name="ledger"))
+                return
+            raise
+        self.ledger.ready = True
+
+    async def _reconnect_ledger(self) -> None:
+        delay = 1.0
+        while not self.ledger.ready:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):
+                await self._connect_ledger()
+            delay = min(delay * 2, 30.0)
+        log.info("ledger reachable; replaying the spool")
+        self.pipeline.ledger_ok = True
+
+    async def _retention(self) -> None:
+        retention = self.config.ledger.retention or 0
+        while True:
+            if self.ledger.ready:
+                cutoff = now_us() - int(retention * 1e6)
+                try:
+                    deleted = await self.ledger.delete_older_than(cutoff)
+                    if deleted:
+                        log.info("retention: deleted %d readings older than %s", deleted,
+                                 time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(cutoff / 1e6)))
+                except Exception as exc:
+                    log.warning("retention sweep failed: %s", exc)
+            await asyncio.sleep(self.config.ledger.retention_interval)
+
+    # sources -----------------------------------------------------------------------------
+    async def _supervise(self, spec: AdapterSpec, machine: MachineConfig, source: SourceConfig,
+                         health: SourceHealth) -> None:
+        delay = RESTART_MIN
+        context = AdapterContext(machine, source, self.pipeline, health)
+        while True:
+            started = time.monotonic()
+            try:
+                adapter = spec.factory(context)
+                await adapter.run()
+                message = "adapter stopped unexpectedly"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                message = f"adapter crashed: {type(exc).__name__}: {exc}"
+                log.exception("%s/%s: %s; restarting in %.0f s", machine.id, source.id, message, delay)
+            health.error(message, connected=False)
+            health.restarts += 1
+            if time.monotonic() - started > 5 * RESTART_MAX:
+                delay = RESTART_MIN
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX)
+
+    # API ---------------------------------------------------------------------------------
+    async def _start_api(self) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # the runtime owns the signals
+                yield
+
+        cfg = self.config.api
+        sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((cfg.host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"the API cannot listen on {cfg.host}:{cfg.port}: {exc.strerror} "
+                          "(change api.port, or stop what uses it)") from None
+        sock.listen(128)
+        sock.setblocking(False)
+        self.api_port = sock.getsockname()[1]
+        server = _Server(uvicorn.Config(create_app(self), log_level="warning",
+                                        access_log=False, lifespan="off"))
+        self._api_server = server
+        self._tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="api"))
+        log.info("API and status page on http://%s:%s/", cfg.host, self.api_port)
