@@ -7,6 +7,7 @@ string longer than one request) is rejected here with the field named and the fi
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -41,6 +42,11 @@ def _fail(problems: list[tuple[str, str, Any]]) -> None:
                 for field, message, value in problems
             ],
         )
+
+
+# `register` is the contract's field name; it hides ABCMeta.register, which no one calls on
+# a config model, so pydantic's warning about it is silenced for this one class
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 
 
 class ModbusTagConfig(TagConfig):
@@ -97,12 +103,16 @@ class ModbusTagConfig(TagConfig):
         if not problems:
             orders = allowed_orders(type_)
             if self.byte_order not in orders:
-                why = ("one register has no word order" if len(orders) == 2
-                       else "a string's registers are read in order")
                 if len(orders) == 1:
-                    why = f"byte order does not apply to {type_}"
-                problems.append(("byte_order", f"{self.byte_order} does not fit type {type_} "
-                                 f"({why}); use {' or '.join(orders)}", self.byte_order))
+                    pick = "'byte: high'" if type_ != "bool" else "'bit'"
+                    message = (f"{self.byte_order} does not apply to type {type_}; remove "
+                               f"byte_order (use {pick} to pick part of a register)")
+                else:
+                    why = ("one register has no word order" if len(orders) == 2
+                           else "a string's registers are read in order")
+                    message = (f"{self.byte_order} does not fit type {type_} ({why}); use "
+                               f"{' or '.join(orders)}")
+                problems.append(("byte_order", message, self.byte_order))
             last = self.address + self.width - 1
             if last > 65535:
                 problems.append(("address", f"{type_} at address {self.address} occupies "

@@ -1,0 +1,10 @@
+"""Modbus TCP, RTU (serial) and RTU over TCP: config, codec, request planner, poller, scan tool."""
+
+from adapters.base import AdapterSpec, register
+
+from .adapter import create_adapter
+from .config import ModbusSourceConfig
+from .scan import add_cli
+
+SPEC = AdapterSpec("modbus", ModbusSourceConfig, create_adapter, add_cli)
+register(SPEC)

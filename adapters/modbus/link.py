@@ -1,0 +1,153 @@
+"""One Modbus connection, its reconnect backoff, and sharing of a bus between sources.
+
+A serial port (RS-485 bus) or a serial gateway (RTU over TCP) carries several devices, often
+belonging to different machines, so every source naming the same port shares one `Link`:
+pymodbus serialises the requests on it, one at a time, as the bus requires. A plain Modbus
+TCP source gets a connection of its own, so a dead device never waits behind another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+from .config import ModbusSourceConfig
+
+# pymodbus logs every timeout and refused connection itself; the adapter reports them through
+# health instead, so its own log stays quiet unless someone configured it on purpose
+if logging.getLogger("pymodbus").level == logging.NOTSET:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+_FRAMERS = {"tcp": FramerType.SOCKET, "rtu": FramerType.RTU, "ascii": FramerType.ASCII}
+
+
+def describe(source: ModbusSourceConfig) -> str:
+    """Where a source talks to, for messages: `127.0.0.1:502` or `/dev/ttyUSB0 9600 8N1`."""
+    if source.serial:
+        return (f"{source.serial} {source.baudrate} "
+                f"{source.bytesize}{source.parity}{source.stopbits}")
+    via = "" if source.transport == "tcp" else f" ({source.transport} over TCP)"
+    return f"{source.host}:{source.port}{via}"
+
+
+def make_client(source: ModbusSourceConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    """A pymodbus client without its own reconnect task (reconnect_delay=0): the Link
+    decides when to reconnect, so the backoff is ours and visible in health."""
+    framer = _FRAMERS[source.transport]
+    if source.serial:
+        return AsyncModbusSerialClient(
+            source.serial, framer=framer, baudrate=source.baudrate, bytesize=source.bytesize,
+            parity=source.parity, stopbits=source.stopbits, timeout=source.timeout,
+            retries=source.retries, reconnect_delay=0, name=source.id,
+        )
+    assert source.host is not None
+    return AsyncModbusTcpClient(
+        source.host, port=source.port, framer=framer, timeout=source.timeout,
+        retries=source.retries, reconnect_delay=0, name=source.id,
+    )
+
+
+class Link:
+    """A client plus capped exponential backoff between connection attempts."""
+
+    def __init__(self, key: tuple[Any, ...], source: ModbusSourceConfig):
+        self.key = key
+        self.source = source
+        self.where = describe(source)
+        self.client = make_client(source)
+        self.min_delay = source.reconnect_delay
+        self.max_delay = source.reconnect_delay_max
+        self.delay = self.min_delay
+        self.next_attempt = 0.0
+        self.users = 0
+        self.connects = 0
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    @property
+    def backoff(self) -> float:
+        """Seconds until the next connection attempt may run (0 when it may run now)."""
+        return max(0.0, self.next_attempt - asyncio.get_running_loop().time())
+
+    async def ensure_connected(self) -> bool:
+        """Connect unless connected or still backing off; False when not connected."""
+        if self.client.connected:
+            return True
+        async with self._lock:
+            if self.client.connected:
+                return True
+            loop = asyncio.get_running_loop()
+            if loop.time() < self.next_attempt:
+                return False
+            if await self.client.connect():
+                self.delay = self.min_delay
+                self.connects += 1
+                return True
+            self.client.close()
+            self.next_attempt = loop.time() + self.delay
+            self.delay = min(self.delay * 2, self.max_delay)
+            return False
+
+    def lost(self) -> None:
+        """Drop a connection that failed; the next scan reconnects (then backs off)."""
+        self.client.close()
+
+    async def read(self, kind: str, unit: int, start: int, count: int) -> Any:
+        """One read request; raises pymodbus' ModbusIOException on no answer and
+        ConnectionException when not connected."""
+        client = self.client
+        if kind == "holding":
+            return await client.read_holding_registers(start, count=count, device_id=unit)
+        if kind == "input":
+            return await client.read_input_registers(start, count=count, device_id=unit)
+        if kind == "coil":
+            return await client.read_coils(start, count=count, device_id=unit)
+        return await client.read_discrete_inputs(start, count=count, device_id=unit)
+
+
+_LINKS: dict[tuple[Any, ...], Link] = {}
+_LINE = ("transport", "baudrate", "parity", "stopbits", "bytesize")
+
+
+def link_key(source: ModbusSourceConfig) -> tuple[Any, ...]:
+    """Sources with equal keys share one connection: a serial port, or a gateway's host:port."""
+    loop = id(asyncio.get_running_loop())
+    if source.serial:
+        return (loop, "serial", source.serial)
+    if source.transport != "tcp":
+        return (loop, "gateway", source.host, source.port)
+    return (loop, "tcp", id(source))
+
+
+def acquire_link(source: ModbusSourceConfig) -> Link:
+    """The Link for this source, shared with the other sources on the same bus."""
+    key = link_key(source)
+    link = _LINKS.get(key)
+    if link is None:
+        link = _LINKS[key] = Link(key, source)
+    else:
+        differ = [n for n in _LINE if getattr(link.source, n) != getattr(source, n)]
+        if differ:
+            raise ValueError(
+                f"source {source.id!r} shares {link.where} with source {link.source.id!r} but "
+                f"sets {', '.join(differ)} differently; one bus has one line setting, so make "
+                f"them equal"
+            )
+    link.users += 1
+    return link
+
+
+def release_link(link: Link) -> None:
+    """Give a Link back; the last user closes it."""
+    link.users -= 1
+    if link.users <= 0:
+        link.client.close()
+        if _LINKS.get(link.key) is link:
+            del _LINKS[link.key]
