@@ -116,7 +116,7 @@ async def configure_security(client: Client, source: object, cert: ClientCertifi
         return
     client.application_uri = cert.application_uri
     policy = POLICIES[policy_name]
-    mode = MODES[getattr(source, "message_security_mode")]
+    mode = MODES[source.message_security_mode]
     endpoints = await client.connect_and_get_server_endpoints()
     endpoint = next((ep for ep in endpoints if ep.SecurityPolicyUri == policy.URI and ep.SecurityMode == mode), None)
     if endpoint is None:

@@ -1,0 +1,18 @@
+"""OPC UA adapter: subscriptions or polling of an OPC UA server's variables (asyncua)."""
+
+from adapters.base import AdapterContext, AdapterSpec, register
+
+from .browse import add_cli
+from .config import OpcUaSourceConfig, OpcUaTagConfig
+
+
+def _factory(ctx: AdapterContext) -> "OpcUaAdapter":  # noqa: F821 - imported lazily
+    from .adapter import OpcUaAdapter
+
+    return OpcUaAdapter(ctx)
+
+
+SPEC = AdapterSpec(protocol="opcua", config_model=OpcUaSourceConfig, factory=_factory, add_cli=add_cli)
+register(SPEC)
+
+__all__ = ["SPEC", "OpcUaSourceConfig", "OpcUaTagConfig"]
