@@ -26,7 +26,7 @@ from .security import ClientCertificate, configure_security, ensure_client_certi
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 5.0  # the server sends an empty publish at least this often
+KEEPALIVE_S = 2.0  # the server sends an empty publish at least this often
 SESSION_TIMEOUT_MS = 60_000  # a session we lost track of is dropped by the server after this
 NODE_ERRORS = {
     "BadNodeIdUnknown": "does not exist on the server",
@@ -75,7 +75,7 @@ class OpcUaAdapter:
                 connected = True
                 await self._start(client)
                 delay = 1.0
-                await self._watch()
+                await self._watch(client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -125,7 +125,7 @@ class OpcUaAdapter:
         log.info("machine %s, source %s: connected to %s, %d nodes (%s)", self.machine,
                  self.source.id, self.source.endpoint, len(active), self.source.mode)
 
-    async def _watch(self) -> None:
+    async def _watch(self, client: Client | None = None) -> None:
         """Return only by raising ConnectionLost (or the poll task's error)."""
         loop = asyncio.get_running_loop()
         self._last_publish = loop.time()
@@ -136,9 +136,12 @@ class OpcUaAdapter:
             for task in self._pending:
                 if task.done():
                     task.result()  # re-raises what stopped polling
-            if self.source.mode == "subscribe":
+            if self.source.mode == "subscribe" and client is not None:
+                publishing = getattr(client.uaclient.session, "_publish_task", None)
+                if publishing is not None and publishing.done():  # asyncua stops on BadNoSubscription
+                    raise ConnectionLost(f"{self.source.endpoint} dropped our subscription; subscribing again")
                 silent = loop.time() - self._last_publish
-                if silent > 3 * self._keepalive_s + self.source.timeout:
+                if silent > 2 * self._keepalive_s + self.source.timeout:
                     raise ConnectionLost(f"no data and no keepalive from {self.source.endpoint} for {silent:.0f}s")
         raise ConnectionLost(self._loss_reason)
 
