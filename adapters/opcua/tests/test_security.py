@@ -107,3 +107,18 @@ def test_certificate_is_generated_once(tmp_path: Path) -> None:
     assert first.thumbprint == again.thumbprint and len(first.thumbprint) == 40
     assert again.application_uri == "urn:box:1"  # always the certificate's own URI
     assert (tmp_path / "c.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+
+
+def test_browse_with_security_options(secure, tmp_path: Path, capsys) -> None:
+    from .test_browse import run_browse
+
+    common = ["--endpoint", secure.url, "--security-policy", "Basic256Sha256",
+              "--certificate", str(secure.client.cert_path), "--private-key", str(secure.client.key_path),
+              "--username", "operator", "--node", "ns=2;s=Press07", "--depth", "1"]
+    code, out, err = run_browse(capsys, *common, "--password", "s3cret")
+    assert code == 0, err
+    assert "Temperature  [ns=2;i=42]  Double = 20.5" in out
+    code, out, err = run_browse(capsys, *common, "--password", "nope")
+    assert code == 1 and out == ""
+    assert err == ("error: the server rejected the login of user 'operator' (BadUserAccessDenied); "
+                   "check 'username' and 'password'\n")
