@@ -23,7 +23,7 @@ from adapters.base import AdapterContext
 from collector.model import BAD, GOOD, UNCERTAIN, Reading
 
 from .config import MqttSourceConfig, MqttTagConfig
-from .connection import buffer_reads, explain, make_client, paho_of
+from .connection import buffer_reads, explain, make_client, paho_logger, paho_of
 from .payload import PayloadError, TagDecoder, parse_json
 from .stats import PayloadStats
 from .topics import Router, machine_id, minimal_filters, render_name
@@ -101,6 +101,8 @@ class MqttAdapter:
         self._seen: dict[tuple[str, str], None] = {}
         self._down_marked = False
         self._flushing = False
+        self.drain_seconds = DRAIN_SECONDS
+        self._paho_log, self._recorder = paho_logger(self.machine, self.cfg.id)
 
     # public -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -114,11 +116,11 @@ class MqttAdapter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is explained, counted and retried
-                message = explain(exc, self.cfg)
+                message = explain(exc, self.cfg, self._recorder.last)
             if self.health.connected:
                 delay = self.cfg.reconnect_delay  # it worked for a while: start backoff again
             self.health.error(message, connected=False)
-            log.warning("%s/%s: %s; reconnecting in %.0f s", self.machine, self.cfg.id, message, delay)
+            log.warning("%s/%s: %s; reconnecting in %g s", self.machine, self.cfg.id, message, delay)
             await self._mark_down()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.cfg.reconnect_max_delay)
@@ -143,7 +145,8 @@ class MqttAdapter:
         self._wake.set()
 
     async def _connect_and_consume(self) -> None:
-        client = make_client(self.cfg, self.machine, self._inbox_type())
+        self._recorder.last = None
+        client = make_client(self.cfg, self.machine, self._inbox_type(), logger=self._paho_log)
         if self.manual:
             paho_of(client).manual_ack_set(True)  # before connecting: a resumed session delivers at once
         self._lost = None
@@ -166,6 +169,9 @@ class MqttAdapter:
                 watcher.cancel()
                 with contextlib.suppress(BaseException):
                     await watcher
+                lost = getattr(client, "_disconnected", None)  # read it, or asyncio logs it as unretrieved
+                if lost is not None and lost.done() and not lost.cancelled():
+                    lost.exception()
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         if not self.filters:
@@ -276,6 +282,8 @@ class MqttAdapter:
             else:
                 # a QoS 2 message is never sent again, only its PUBREL: complete it on the next connection
                 self._late_pubcomp.extend(mid for mid, qos in batch.acks if qos == 2)
+        self.health.extra["acked"] = self.stats.acked
+        self.health.extra["inflight"] = session.unacked
         self._room.set()
 
     def _nudge_flush(self) -> None:
@@ -302,8 +310,8 @@ class MqttAdapter:
         flush = getattr(self.ctx.sink, "flush", None)
         with contextlib.suppress(BaseException):
             if flush is not None:
-                await asyncio.wait_for(flush(), DRAIN_SECONDS)
-            await asyncio.wait(set(session.tasks), timeout=DRAIN_SECONDS)
+                await asyncio.wait_for(flush(), self.drain_seconds)
+            await asyncio.wait(set(session.tasks), timeout=self.drain_seconds)
 
     def _now(self) -> int:
         """Receive time in epoch µs, strictly increasing so no two readings share a key."""

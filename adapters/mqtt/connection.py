@@ -8,12 +8,14 @@ paho, which otherwise issues three `recv` calls and one event-loop turn per mess
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import ssl
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -27,12 +29,12 @@ _REFUSED = {
     2: "the broker rejected the client id (set client_id to a shorter plain name)",
     3: "the broker is unavailable",
     4: "bad username or password (check username and password)",
-    5: "not authorised (the broker's ACL refuses this user or client id)",
+    5: "not authorised: wrong username or password, or the broker does not allow this client (check username, password and client_id)",
     128: "the broker refused the connection (unspecified error)",
     132: "the broker does not speak this MQTT version (try version: \"3.1.1\")",
     133: "the broker rejected the client id (set client_id to a shorter plain name)",
     134: "bad username or password (check username and password)",
-    135: "not authorised (the broker's ACL refuses this user or client id)",
+    135: "not authorised: wrong username or password, or the broker does not allow this client (check username, password and client_id)",
     136: "the broker is unavailable",
     137: "the broker is busy",
     138: "this client is banned by the broker",
@@ -41,6 +43,19 @@ _REFUSED = {
     151: "the broker's quota is exceeded",
     156: "the broker redirects to another server (use that one as broker)",
     157: "the broker has moved (use the new address as broker)",
+}
+
+# reasons a broker gives (MQTT 5 DISCONNECT) or paho reports for a connection that was up
+_DROPPED = {
+    128: "the broker closed it or the network dropped",
+    135: "not authorised (the broker's ACL changed?)",
+    137: "the broker is busy",
+    139: "the broker is shutting down",
+    141: "keep-alive timeout (network too slow or keepalive too short)",
+    142: "another client connected with the same client_id (give each collector its own)",
+    149: "a packet was too large for the broker",
+    151: "the broker's quota is exceeded",
+    152: "the broker's administrator disconnected this client",
 }
 
 
@@ -119,7 +134,7 @@ def tls_context(cfg: MqttSourceConfig) -> ssl.SSLContext:
 
 
 def make_client(cfg: MqttSourceConfig, machine: str, queue_type: type[Any] | None = None,
-                client_id: str | None = None) -> aiomqtt.Client:
+                client_id: str | None = None, logger: logging.Logger | None = None) -> aiomqtt.Client:
     """An aiomqtt client for one connection attempt (a fresh one per attempt keeps no stale state)."""
     v5 = cfg.version == "5"
     kwargs: dict[str, Any] = {}
@@ -145,38 +160,70 @@ def make_client(cfg: MqttSourceConfig, machine: str, queue_type: type[Any] | Non
         keepalive=int(cfg.keepalive),
         timeout=cfg.timeout,
         queue_type=queue_type,
+        logger=logger,
         **kwargs,
     )
     paho_of(client).connect_timeout = cfg.timeout
     return client
 
 
-def reason_text(rc: Any) -> str:
+def reason_text(rc: Any, table: dict[int, str] = _REFUSED) -> str:
     """A CONNACK/DISCONNECT code as words a technician can act on."""
     value = getattr(rc, "value", rc)
-    if isinstance(value, int) and value in _REFUSED:
-        return _REFUSED[value]
+    if isinstance(value, int) and value in table:
+        return table[value]
     if isinstance(value, int) and not hasattr(rc, "value"):
         return paho.error_string(value)
     return str(rc)
 
 
-def explain(exc: BaseException, cfg: MqttSourceConfig) -> str:
+class ErrorRecorder(logging.Handler):
+    """Keeps paho's last socket error: a TLS alert after the handshake (TLS 1.3 client
+    certificate refused) shows only there, while the connect itself just times out."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+
+
+def paho_logger(machine: str, source: str) -> tuple[logging.Logger, ErrorRecorder]:
+    """A logger for paho's messages of one source, with an `ErrorRecorder` on it."""
+    logger = logging.getLogger(f"adapters.mqtt.paho.{machine}.{source}")
+    logger.setLevel(logging.WARNING)
+    for handler in list(logger.handlers):
+        if isinstance(handler, ErrorRecorder):
+            logger.removeHandler(handler)
+    recorder = ErrorRecorder()
+    logger.addHandler(recorder)
+    return logger, recorder
+
+
+def explain(exc: BaseException, cfg: MqttSourceConfig, socket_error: str | None = None) -> str:
     """One line saying what went wrong with the broker and what to change."""
     where = cfg.broker
-    if isinstance(exc, aiomqtt.MqttConnectError):
+    if socket_error and "timed out" in str(exc).lower():
+        return explain(OSError(socket_error), cfg)
+    if isinstance(exc, MqttConnectError):
         return f"broker {where} refused the connection: {reason_text(exc.rc)}"
     if isinstance(exc, FileNotFoundError):
         return f"TLS for {where}: {exc.strerror}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS for {where}: {exc.args[0] if exc.args else exc}"
-    if isinstance(exc, aiomqtt.MqttCodeError):
-        return f"connection to {where} lost: {reason_text(exc.rc)}"
+    if isinstance(exc, MqttCodeError):
+        return f"connection to {where} lost: {reason_text(exc.rc, _DROPPED)}"
     text = str(exc)
     cause = exc.__cause__
     if "Disconnected during message iteration" in text and cause is not None:
         return explain(cause, cfg)
     lowered = text.lower()
+    if "certificate required" in lowered or "certificate_required" in lowered:
+        return f"TLS for {where}: the broker requires a client certificate (set cert_file and key_file)"
+    if "unknown ca" in lowered or "bad certificate" in lowered or "certificate unknown" in lowered:
+        return (f"TLS for {where}: the broker does not accept our client certificate (is cert_file "
+                "signed by a CA the broker trusts?)")
     if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
         detail = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" :")
         return (f"TLS for {where}: the broker's certificate is not trusted ({detail}); set ca_file "

@@ -28,12 +28,15 @@ class Sink:
         self.readings: list[Reading] = []
         self.durable_delay = 0.0
         self.waited = 0
+        self.durable = asyncio.Event()  # cleared: puts with wait=True never become durable
+        self.durable.set()
 
     async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
         if wait:
             self.waited += 1
             if self.durable_delay:
                 await asyncio.sleep(self.durable_delay)
+            await self.durable.wait()
         self.readings.extend(readings)
 
     def of(self, tag: str, machine: str | None = None) -> list[Reading]:

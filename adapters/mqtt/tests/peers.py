@@ -40,7 +40,8 @@ class Mosquitto:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        # `user root`: stay the user that started it, so it can read the test's temp files
+        lines = ["user root", f"listener {self.port} 127.0.0.1", "allow_anonymous true",
                  f"persistence {'true' if persistence else 'false'}",
                  f"persistence_location {self.dir}/", "max_queued_messages 100000",
                  "autosave_interval 1", *extra]
