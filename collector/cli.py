@@ -11,7 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from collector.config import CONFIG_ENV, DEFAULT_CONFIG, ConfigError, load_config, resolve_config_path
+from collector.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    ConfigError,
+    load_config,
+    resolve_config_path,
+)
 
 log = logging.getLogger("collector")
 

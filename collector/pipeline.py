@@ -133,12 +133,13 @@ class Pipeline:
             await self.spool.append(kept)
             return
         done = asyncio.get_running_loop().create_future() if wait else None
+        first = not self._queue
         self._queue.append(_Entry(kept, done))
         self.queued += len(kept)
         if self.queued > self.max_queued:
             self.max_queued = self.queued
-        if self.queued >= self.config.batch_size:
-            self._wake.set()
+        if first or self.queued >= self.config.batch_size:
+            self._wake.set()  # first entry starts the flush timer; a full batch goes at once
         if done is not None:
             await asyncio.shield(done)
 
