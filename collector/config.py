@@ -371,12 +371,12 @@ def _parse_loc(path: str) -> tuple[Any, ...]:
 
 
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the deepest YAML node the path reaches."""
-    line = None
+    """The 1-based line of the deepest YAML node the path reaches (a key's own line for
+    mapping entries)."""
+    line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if node is None:
             break
-        line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             nxt = None
             for key, value in node.value:
@@ -386,9 +386,8 @@ def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
             node = nxt
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             node = node.value[part] if 0 <= part < len(node.value) else None
+            if node is not None:
+                line = node.start_mark.line + 1
         else:
             node = None
-    if node is not None:
-        line = node.start_mark.line + 1
     return line
-

@@ -112,7 +112,7 @@ class LedgerWriter:
         async with self.engine.begin() as conn:
             if unknown:
                 await self._load_ids(conn)
-                still = [self._info.get(k) or SeriesInfo(*k) for k in unknown if k not in ids]
+                still = [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown) if k not in ids]
                 if still:
                     await self._create(conn, still)
             await self._set_kinds(conn, batch)

@@ -1,0 +1,186 @@
+"""The runtime end to end without devices: supervisor restarts, API health and latest values,
+`collector run` stopping cleanly on SIGTERM, a ledger that is down at boot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from adapters.base import AdapterContext, AdapterSpec, register, registry
+from collector.config import SourceConfig, parse_config
+from collector.model import Reading, now_us
+from collector.runtime import Runtime
+from tests.conftest import free_port
+
+
+class CrashingSource(SourceConfig):
+    protocol: Literal["crashtest"]
+
+
+class CrashingAdapter:
+    runs = 0
+
+    def __init__(self, ctx: AdapterContext):
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        CrashingAdapter.runs += 1
+        self.ctx.health.ok(1)
+        await self.ctx.sink.put([Reading(self.ctx.machine.id, "beat", now_us(), CrashingAdapter.runs)])
+        raise RuntimeError("sensor board on fire")
+
+
+def _register() -> None:
+    if "crashtest" not in registry():
+        register(AdapterSpec("crashtest", CrashingSource, CrashingAdapter))
+        from collector.config import config_model
+
+        config_model.cache_clear()
+
+
+def config(tmp_path: Path, extra: str = "", url: str | None = None, port: int = 0) -> str:
+    return (
+        f"ledger:\n  url: {url or f'sqlite:///{tmp_path}/ledger.db'}\n"
+        f"spool:\n  path: {tmp_path}/spool.db\n"
+        f"pipeline:\n  flush_interval: 50ms\n"
+        f"api:\n  port: {port}\n"
+        f"machines:\n  - id: press07\n    name: Press 07\n{extra}"
+    )
+
+
+async def test_crashing_adapter_is_restarted_and_reported(tmp_path: Path, monkeypatch) -> None:
+    _register()
+    monkeypatch.setattr("collector.runtime.RESTART_MIN", 0.05)
+    cfg = parse_config(config(tmp_path, "    sources:\n      - id: board\n        protocol: crashtest\n"))
+    async with Runtime(cfg) as rt:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if CrashingAdapter.runs >= 3:
+                break
+        health = rt.health_of("press07", "board")
+        assert health.restarts >= 2
+        assert health.last_error == "adapter crashed: RuntimeError: sensor board on fire"
+        assert not health.connected
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
+            body = (await client.get("/api/v1/health")).json()
+            assert body["status"] == "degraded"
+            (source,) = body["sources"]
+            assert (source["machine"], source["source"], source["protocol"]) == ("press07", "board", "crashtest")
+            assert source["connected"] is False and "on fire" in source["last_error"]
+            await rt.pipeline.flush()
+            latest = (await client.get("/api/v1/machines/press07/latest")).json()["items"]
+            assert latest[0]["tag"] == "beat" and latest[0]["quality"] == "good"
+            assert latest[0]["ts"].endswith("Z") and latest[0]["value"] >= 1
+
+
+async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
+    cfg = parse_config(config(tmp_path))
+    async with Runtime(cfg) as rt:
+        ts = 1_763_776_800_123_000  # 2025-11-22T02:00:00.123Z
+        await rt.pipeline.put([Reading("press07", "current", ts, 12.5),
+                               Reading("press07", "door_open", ts, True),
+                               Reading("press07", "mode", ts, "AUTO")], wait=True)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
+            items = (await client.get("/api/v1/machines/press07/latest")).json()["items"]
+            assert items == [
+                {"tag": "current", "ts": "2025-11-22T02:00:00.123Z", "value": 12.5, "quality": "good", "unit": None},
+                {"tag": "door_open", "ts": "2025-11-22T02:00:00.123Z", "value": True, "quality": "good", "unit": None},
+                {"tag": "mode", "ts": "2025-11-22T02:00:00.123Z", "value": "AUTO", "quality": "good", "unit": None},
+            ]
+            missing = await client.get("/api/v1/machines/lathe9/latest")
+            assert missing.status_code == 404 and missing.json() == {"detail": "machine 'lathe9' not found"}
+            health = (await client.get("/api/v1/health")).json()
+            assert health == {"status": "ok", "sources": [], "ledger": {
+                "ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 3, "last_error": None}}
+
+
+async def test_api_keys_guard_everything_but_health(tmp_path: Path) -> None:
+    cfg = parse_config(config(tmp_path).replace("api:\n", "api:\n  api_keys: [k-123]\n"))
+    async with Runtime(cfg) as rt:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
+            assert (await client.get("/api/v1/health")).status_code == 200
+            assert (await client.get("/api/v1/machines/press07/latest")).status_code == 401
+            assert (await client.get("/api/v1/machines/press07/latest",
+                                     headers={"X-API-Key": "wrong"})).status_code == 401
+            assert (await client.get("/api/v1/machines/press07/latest",
+                                     headers={"X-API-Key": "k-123"})).status_code == 200
+            assert (await client.get("/api/v1/machines/press07/latest",
+                                     headers={"Authorization": "Bearer k-123"})).status_code == 200
+
+
+async def test_ledger_down_at_boot_spools_then_catches_up(tmp_path: Path, throwaway_pg) -> None:
+    throwaway_pg.stop()
+    cfg = parse_config(config(tmp_path, url=throwaway_pg.url))
+    async with Runtime(cfg) as rt:
+        assert not rt.ledger.ready and not rt.pipeline.ledger_ok
+        await rt.pipeline.put([Reading("press07", "t", 1_700_000_000_000_000 + i, float(i)) for i in range(100)],
+                              wait=True)
+        assert rt.spool.backlog == 100
+        throwaway_pg.start()
+        for _ in range(400):
+            await asyncio.sleep(0.1)
+            if rt.ledger.ready and rt.spool.backlog == 0:
+                break
+        assert rt.ledger.ready and rt.spool.backlog == 0
+        (series, point), = await rt.ledger.latest("press07")
+        assert point.value == 99.0
+
+
+def test_collector_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "c.yaml"
+    path.write_text(config(tmp_path, port=port))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "-c", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("collector did not come up")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert "stopping: flushing readings to the ledger" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_with_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        path = tmp_path / "c.yaml"
+        path.write_text(config(tmp_path, port=busy.getsockname()[1]))
+        result = subprocess.run([sys.executable, "-m", "collector.cli", "run", "-c", str(path)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "the API cannot listen on 127.0.0.1:" in result.stderr and "change api.port" in result.stderr
+
+
+def test_db_upgrade_command(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "collector.cli", "db", "upgrade", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ledger schema at revision 0001"
