@@ -110,7 +110,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     port = free_port()
     ticks = int(args.seconds) + 5
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--nodes", str(args.nodes),
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--nodes", str(args.nodes),  # noqa: ASYNC220
                                "--ticks", str(ticks)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout and server.stdin

@@ -12,10 +12,22 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
-from collector.model import BAD, GOOD, Quality, Reading, apply_scale, now_us, us_from_datetime
+from collector.model import (
+    BAD,
+    GOOD,
+    UNCERTAIN,
+    Quality,
+    Reading,
+    apply_scale,
+    now_us,
+    us_from_datetime,
+)
 
 from .config import OpcUaSourceConfig, OpcUaTagConfig
-from .values import ValueProblem, convert, quality_of, status_name
+from .values import ValueProblem, convert, quality_of, shortest_float32, status_name
+
+_SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
+_FLOAT = 10  # VariantType.Float
 
 
 @dataclass
@@ -111,6 +123,40 @@ class ReadingMaker:
                 if b.scale != 1.0 or b.offset != 0.0:
                     value = apply_scale(value, b.scale, b.offset)
                 append(Reading(machine, b.name, ts, value, quality))
+        return out
+
+    def make_fast(self, changes: Iterable[tuple[int, object, int, int, int, int]], received_us: int) -> list[Reading]:
+        """Readings from the lean decoder's tuples (scalars only; see fastpath.py)."""
+        out: list[Reading] = []
+        append = out.append
+        items = self.items
+        machine = self.machine
+        n = len(items)
+        for handle, value, vtype, status, source, server in changes:
+            if handle >= n:
+                continue
+            item = items[handle]
+            quality = GOOD if status == 0 else _SEVERITY[(status >> 30) & 3]
+            ts = source or server or received_us
+            if ts <= item.floor_ts:
+                ts = received_us
+            if ts > item.last_ts:
+                item.last_ts = ts
+            if quality is not GOOD or item.status is not None:
+                self._note_status(item, ua.StatusCode(status), quality)
+            if vtype == _FLOAT and value is not None:
+                value = shortest_float32(value)
+            for b in item.tags:
+                if quality is BAD:
+                    append(Reading(machine, b.name, ts, None, BAD))
+                elif b.index is not None:
+                    self.on_problem(item, f"tag {b.name!r} ({item.key}): 'index: {b.index}' is set but the "
+                                    "node holds a single value; remove 'index'")
+                    append(Reading(machine, b.name, ts, None, BAD))
+                elif b.scale != 1.0 or b.offset != 0.0:
+                    append(Reading(machine, b.name, ts, apply_scale(value, b.scale, b.offset), quality))
+                else:
+                    append(Reading(machine, b.name, ts, value, quality))
         return out
 
     def _note_status(self, item: Item, status: ua.StatusCode | None, quality: Quality) -> None:

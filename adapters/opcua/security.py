@@ -120,7 +120,7 @@ async def configure_security(client: Client, source: object, cert: ClientCertifi
     endpoints = await client.connect_and_get_server_endpoints()
     endpoint = next((ep for ep in endpoints if ep.SecurityPolicyUri == policy.URI and ep.SecurityMode == mode), None)
     if endpoint is None:
-        offered = sorted({f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]}/{ep.SecurityMode.name}" for ep in endpoints})
+        offered = sorted({f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]}/{ep.SecurityMode.name.rstrip('_')}" for ep in endpoints})
         raise SecuritySetupError(f"the server offers no endpoint with security_policy {policy_name} and "
                                  f"security_mode {mode.name}; it offers {', '.join(offered)}")
     server_der = _first_certificate(endpoint.ServerCertificate)

@@ -108,3 +108,17 @@ def test_config_problems_name_the_path(kwargs: dict[str, str], expected: str) ->
     found = problems(**kwargs)
     assert len(found) == 1 and found[0].startswith(expected), found
     assert "(line " in found[0]
+
+
+def test_example_configs_validate(monkeypatch) -> None:
+    from pathlib import Path
+
+    from collector.config import load_config
+
+    root = Path(__file__).parents[3]
+    monkeypatch.setenv("IMM03_OPCUA_PASSWORD", "x")
+    config = load_config(root / "config" / "opcua-machine.yaml")
+    source = config.machines[0].sources[0]
+    assert (source.protocol, source.security_policy, len(source.tags)) == ("opcua", "Basic256Sha256", 9)
+    assert source.password == "x"
+    assert load_config(root / "adapters" / "opcua" / "sample.yaml").counts() == (1, 1, 6)
