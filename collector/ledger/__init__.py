@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector.ledger import queries
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
-from collector.ledger.queries import Bucket, Point, Series
+from collector.ledger.queries import Bucket, BucketStats, Point, Series
 from collector.ledger.writer import LedgerWriter, MachineInfo, SeriesInfo
 from collector.model import Reading
 
 __all__ = [
-    "Bucket", "Ledger", "LedgerURLError", "MachineInfo", "Point", "Series", "SeriesInfo",
+    "Bucket", "BucketStats", "Ledger", "LedgerURLError", "MachineInfo", "Point", "Series", "SeriesInfo",
     "async_url",
 ]  # fmt: skip
 
@@ -92,6 +92,17 @@ class Ledger:
         self, series: Sequence[Series], start: int, end: int, bucket: int, offset: int = 0
     ) -> list[Bucket]:
         return await queries.aggregate(self.engine, series, start, end, bucket, offset)
+
+    async def page_end(
+        self, series: Sequence[Series], start: int, end: int, limit: int,
+        after: tuple[int, int] | None = None,
+    ) -> tuple[int, int] | None:
+        return await queries.page_end(self.engine, series, start, end, limit, after)
+
+    async def aggregate_stats(
+        self, series: Sequence[Series], start: int, end: int, bucket: int, offset: int = 0
+    ) -> list[BucketStats]:
+        return await queries.aggregate_stats(self.engine, series, start, end, bucket, offset)
 
     async def find_series(self, machine: str, tags: Sequence[str] | None = None) -> list[Series]:
         found = await self.series(machine)

@@ -213,3 +213,82 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
             if (result.rowcount or 0) < batch:
                 break
     return deleted
+
+
+async def page_end(
+    engine: AsyncEngine,
+    series_list: Sequence[Series],
+    start: int,
+    end: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+) -> tuple[int, int] | None:
+    """The (ts, series_id) of the `limit`-th row of a page when more rows follow it, else None:
+    lets a streamed page announce its next cursor before sending its rows."""
+    ids = sorted({s.id for s in series_list})
+    if not ids or limit <= 0:
+        return None
+    params: dict[str, object] = {"ids": ids, "start": start, "end": end, "skip": limit - 1}
+    where = "series_id IN :ids AND ts >= :start AND ts < :end"
+    if after is not None:
+        where += " AND (ts > :cts OR (ts = :cts AND series_id > :csid))"
+        params.update(cts=after[0], csid=after[1])
+    query = text(
+        f"SELECT ts, series_id FROM readings WHERE {where} "
+        "ORDER BY ts, series_id LIMIT 2 OFFSET :skip"
+    ).bindparams(bindparam("ids", expanding=True))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query, params)).all()
+    return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
+
+
+@dataclass(frozen=True)
+class BucketStats:
+    """A `Bucket` plus the number of non-null values, so partial buckets can be merged."""
+
+    series_id: int
+    start: int
+    count: int
+    values: int
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: Value
+    last_ts: int
+
+
+_AGGREGATE_STATS = text(
+    "WITH b AS ("
+    " SELECT series_id, (ts + :offset) / :bucket AS bk, count(*) AS n, count(value) AS nv,"
+    " min(value) AS lo, max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts"
+    " FROM readings WHERE series_id IN :ids AND ts >= :start AND ts < :end"
+    " GROUP BY series_id, bk) "
+    "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, b.mean, r.value, r.text, b.last_ts FROM b "
+    "JOIN readings r ON r.series_id = b.series_id AND r.ts = b.last_ts "
+    "ORDER BY b.bk, b.series_id"
+).bindparams(bindparam("ids", expanding=True))
+
+
+async def aggregate_stats(
+    engine: AsyncEngine,
+    series_list: Sequence[Series],
+    start: int,
+    end: int,
+    bucket: int,
+    offset: int = 0,
+) -> list[BucketStats]:
+    """Like `aggregate`, oldest bucket first (series by id within a bucket), with the count of
+    non-null values and the newest reading's ts; start >= 0 and 0 <= offset < bucket keep the
+    integer division a floor on both backends."""
+    kinds = {s.id: s.kind for s in series_list}
+    if not kinds:
+        return []
+    params = {"ids": sorted(kinds), "start": start, "end": end, "bucket": bucket, "offset": offset}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_AGGREGATE_STATS, params)).all()
+    return [
+        BucketStats(sid, int(bk) * bucket - offset, n, nv, lo, hi,
+                    float(mean) if mean is not None else None,
+                    present(kinds[sid], value, text_value), last_ts)
+        for sid, bk, n, nv, lo, hi, mean, value, text_value, last_ts in rows
+    ]

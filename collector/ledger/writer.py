@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -66,7 +67,7 @@ class LedgerWriter:
         self.box = box
         self.dialect = engine.dialect.name
         self._ids: dict[tuple[str, str], int] = {}
-        self._kinds: dict[int, str | None] = {}
+        self._kindless: set[int] = set()  # series whose kind is not known yet
         self._known_machines: set[str] = set()
         self._info: dict[tuple[str, str], SeriesInfo] = {}
         self.rows_written = 0
@@ -108,38 +109,65 @@ class LedgerWriter:
         if not batch:
             return 0
         ids = self._ids
-        unknown = {(r.machine, r.tag) for r in batch if (r.machine, r.tag) not in ids}
         async with self.engine.begin() as conn:
-            if unknown:
+            try:
+                params = self._params(batch)
+            except KeyError:  # a series not seen before: create it, then build again
+                unknown = {(r.machine, r.tag) for r in batch} - ids.keys()
                 await self._load_ids(conn)
                 still = [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown) if k not in ids]
                 if still:
                     await self._create(conn, still)
-            await self._set_kinds(conn, batch)
+                params = self._params(batch)
+            if self._kindless:
+                await self._set_kinds(conn, batch)
             if self.dialect == "sqlite":
-                rows = [_row(ids[(r.machine, r.tag)], r) for r in batch]
-                await conn.exec_driver_sql(_SQLITE_INSERT, rows)  # type: ignore[arg-type]
+                await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
             else:
-                await conn.execute(_PG_INSERT, _columns(ids, batch))
+                await conn.execute(_PG_INSERT, params)
         self.rows_written += len(batch)
         return len(batch)
 
+    def _params(self, batch: Sequence[Reading]) -> Any:
+        """Rows for SQLite's executemany, or column arrays for PostgreSQL's unnest."""
+        ids = self._ids
+        if self.dialect == "sqlite":
+            rows = []
+            append = rows.append
+            for r in batch:
+                v = r.value
+                sid = ids[(r.machine, r.tag)]
+                if v.__class__ is float or v is None:
+                    append((sid, r.ts, v, None, r.quality))
+                elif isinstance(v, str):
+                    append((sid, r.ts, None, v, r.quality))
+                else:
+                    append((sid, r.ts, float(v), None, r.quality))
+            return rows
+        return _columns(ids, batch)
+
     async def _set_kinds(self, conn: AsyncConnection, batch: Sequence[Reading]) -> None:
-        kinds = self._kinds
+        """Record each new series' kind (number, bool, text) from its first real value."""
+        kindless = self._kindless
         pending: dict[int, str] = {}
         for r in batch:
+            if r.value is None:
+                continue
             sid = self._ids[(r.machine, r.tag)]
-            if kinds.get(sid) is None and r.value is not None and sid not in pending:
+            if sid in kindless and sid not in pending:
                 pending[sid] = kind_of(r.value)  # type: ignore[assignment]
         for sid, kind in pending.items():
             await conn.execute(update(series).where(series.c.id == sid).values(kind=kind))
-            kinds[sid] = kind
+            kindless.discard(sid)
 
     async def _load_ids(self, conn: AsyncConnection) -> None:
         result = await conn.execute(select(series.c.id, series.c.machine_id, series.c.tag, series.c.kind))
         for sid, machine, tag, kind in result:
             self._ids[(machine, tag)] = sid
-            self._kinds[sid] = kind
+            if kind is None:
+                self._kindless.add(sid)
+            else:
+                self._kindless.discard(sid)
         self._known_machines.update(
             row[0] for row in await conn.execute(select(machines.c.id))
         )
@@ -159,15 +187,6 @@ class LedgerWriter:
               "protocol": i.protocol} for i in infos],
         )
         await self._load_ids(conn)
-
-
-def _row(sid: int, r: Reading) -> tuple[object, ...]:
-    value = r.value
-    if value is None or value.__class__ is float:
-        return (sid, r.ts, value, None, int(r.quality))
-    if isinstance(value, str):
-        return (sid, r.ts, None, value, int(r.quality))
-    return (sid, r.ts, float(value), None, int(r.quality))
 
 
 def _columns(ids: dict[tuple[str, str], int], batch: Sequence[Reading]) -> dict[str, list[object]]:
