@@ -4,38 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends
 
 from api.deps import require_key, runtime
-from collector.model import Value, format_ts
+from api.lookup import NotFound, machine_series
+from api.output import clean
+from api.params import format_ts_fast
+from api.schemas import ERRORS, LatestList, LatestValue, Machine, MachineList
 
-router = APIRouter(prefix="/api/v1/machines", tags=["machines"], dependencies=[Depends(require_key)])
-
-
-class Machine(BaseModel):
-    id: str
-    name: str | None
-    area: str | None
-    line: str | None
-    state: str | None
-    tags: list[str]
-
-
-class MachineList(BaseModel):
-    items: list[Machine]
-
-
-class LatestValue(BaseModel):
-    tag: str
-    ts: str
-    value: Value
-    quality: str
-    unit: str | None
-
-
-class LatestList(BaseModel):
-    items: list[LatestValue]
+router = APIRouter(prefix="/api/v1/machines", tags=["machines"],
+                   dependencies=[Depends(require_key)], responses=ERRORS)
 
 
 def machine_state(rt: Any, machine_id: str) -> str | None:
@@ -57,6 +35,13 @@ async def _machines(rt: Any) -> list[Machine]:
             id=row["id"], name=(cfg.name if cfg else row["name"]) or row["id"],
             area=cfg.area if cfg else row["area"], line=cfg.line if cfg else row["line"],
             state=machine_state(rt, row["id"]), tags=row["tags"]))
+    stored = {row["id"] for row in rows}
+    for cfg in rt.config.machines:  # configured but not yet in the ledger
+        if cfg.id not in stored:
+            out.append(Machine(id=cfg.id, name=cfg.display_name, area=cfg.area, line=cfg.line,
+                               state=machine_state(rt, cfg.id),
+                               tags=[t.name for s in cfg.sources for t in s.tags
+                                     if "{" not in t.name]))
     return out
 
 
@@ -70,18 +55,17 @@ async def get_machine(machine_id: str, rt: Any = Depends(runtime)) -> Machine:
     for m in await _machines(rt):
         if m.id == machine_id:
             return m
-    raise HTTPException(404, f"machine {machine_id!r} not found")
+    raise NotFound(f"machine {machine_id!r} not found (GET /api/v1/machines lists them)")
 
 
 @router.get("/{machine_id}/latest", response_model=LatestList,
             summary="The newest reading of every tag of a machine")
 async def latest(machine_id: str, rt: Any = Depends(runtime)) -> LatestList:
     rows = await rt.ledger.latest(machine_id)
-    if not rows and not await rt.ledger.series(machine_id):
-        known = {m.id for m in rt.config.machines}
-        if machine_id not in known:
-            raise HTTPException(404, f"machine {machine_id!r} not found")
+    if not rows:
+        await machine_series(rt, machine_id)  # 404 for an unknown machine
     return LatestList(items=[
-        LatestValue(tag=s.tag, ts=format_ts(p.ts), value=p.value, quality=p.quality.label, unit=s.unit)
+        LatestValue(tag=s.tag, ts=format_ts_fast(p.ts), value=clean(p.value),
+                    quality=p.quality.label, unit=s.unit)
         for s, p in rows
     ])

@@ -1,0 +1,55 @@
+"""Turning a machine id and tag names into ledger series, with 404s that name what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import HTTPException
+
+from collector.ledger import Series
+
+
+class NotFound(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(404, detail)
+
+
+async def machine_exists(rt: Any, machine: str) -> bool:
+    if any(m.id == machine for m in rt.config.machines):
+        return True
+    return any(row["id"] == machine for row in await rt.ledger.machines())
+
+
+async def machine_series(rt: Any, machine: str) -> list[Series]:
+    """Every series of a machine; 404 when the machine is neither configured nor stored."""
+    found = await rt.ledger.series(machine)
+    if not found and not await machine_exists(rt, machine):
+        raise NotFound(f"machine {machine!r} not found (GET /api/v1/machines lists them)")
+    return found
+
+
+async def resolve_series(rt: Any, machine: str, tags: Sequence[str]) -> list[Series]:
+    """The series for `tags` in the order asked (all of the machine's when none is given)."""
+    found = await machine_series(rt, machine)
+    if not tags:
+        return found
+    by_tag = {s.tag: s for s in found}
+    missing = [t for t in tags if t not in by_tag]
+    if missing:
+        known = ", ".join(sorted(by_tag)[:20]) or "none yet"
+        more = ", ..." if len(by_tag) > 20 else ""
+        names = ", ".join(repr(t) for t in missing[:5])
+        raise NotFound(f"tag {names} not found on machine {machine!r} (its tags: {known}{more})")
+    return [by_tag[t] for t in tags]
+
+
+def tag_descriptions(rt: Any) -> dict[tuple[str, str], str]:
+    """Descriptions written in the config, by (machine, tag)."""
+    out: dict[tuple[str, str], str] = {}
+    for m in rt.config.machines:
+        for source in m.sources:
+            for tag in source.tags:
+                if tag.description:
+                    out[(m.id, tag.name)] = tag.description
+    return out

@@ -1,0 +1,95 @@
+"""`GET /metrics`: the collector's state in Prometheus text format, read live at scrape time.
+
+Nothing here is counted twice: sources, pipeline and spool keep their own counters (cheap in
+the hot path) and this collector turns them into metric families when Prometheus asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+
+router = APIRouter(tags=["metrics"])
+
+SOURCE_LABELS = ["machine", "source", "protocol"]
+
+
+class RuntimeCollector:
+    """Exposes one runtime's sources, pipeline, spool and ledger writer."""
+
+    def __init__(self, runtime: Any):
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self.runtime
+        connected = GaugeMetricFamily("collector_source_connected", "1 when the source is connected", labels=SOURCE_LABELS)
+        reads = CounterMetricFamily("collector_source_reads", "Successful reads, messages or notifications", labels=SOURCE_LABELS)
+        errors = CounterMetricFamily("collector_source_errors", "Failed reads, bad payloads, connection errors", labels=SOURCE_LABELS)
+        readings = CounterMetricFamily("collector_source_readings", "Readings handed to the pipeline", labels=SOURCE_LABELS)
+        restarts = CounterMetricFamily("collector_source_restarts", "Adapter restarts after a crash", labels=SOURCE_LABELS)
+        last_ok = GaugeMetricFamily("collector_source_last_ok_timestamp_seconds", "Time of the last good read", labels=SOURCE_LABELS)
+        scans = HistogramMetricFamily("collector_source_scan_seconds", "Time one poll of a source took", labels=SOURCE_LABELS)
+        for h in rt.health:
+            labels = [h.machine, h.source, h.protocol]
+            connected.add_metric(labels, 1.0 if h.connected else 0.0)
+            reads.add_metric(labels, h.reads)
+            errors.add_metric(labels, h.errors)
+            readings.add_metric(labels, h.readings)
+            restarts.add_metric(labels, h.restarts)
+            if h.last_ok:
+                last_ok.add_metric(labels, h.last_ok / 1e6)
+            if h.scan_seconds.count:
+                scans.add_metric(labels, h.scan_seconds.cumulative(), h.scan_seconds.sum)
+        yield from (connected, reads, errors, readings, restarts, last_ok, scans)
+
+        p = rt.pipeline
+        yield _gauge("collector_pipeline_queue_readings", "Readings waiting in memory", p.queued)
+        yield _gauge("collector_pipeline_queue_capacity_readings", "Bound of the in-memory queue", p.config.queue_size)
+        yield _counter("collector_pipeline_received_readings", "Readings received from sources", p.received)
+        yield _counter("collector_pipeline_suppressed_readings", "Readings dropped by deadband/heartbeat rules", p.filter.suppressed)
+        yield _counter("collector_pipeline_spilled_readings", "Readings sent to the spool because the queue was full", p.spilled)
+        yield _gauge("collector_spool_backlog_readings", "Readings in the spool waiting for the ledger", p.spool.backlog)
+        yield _counter("collector_spool_spooled_readings", "Readings spooled because a ledger write failed", p.spooled)
+        yield _counter("collector_spool_replayed_readings", "Readings replayed from the spool into the ledger", p.replayed)
+        yield _counter("collector_spool_dropped_readings", "Readings dropped because the spool was full", p.spool.dropped)
+        yield _gauge("collector_ledger_up", "1 when the last ledger write succeeded", 1.0 if p.ledger_ok else 0.0)
+        yield _counter("collector_ledger_rows_written", "Readings written to the ledger", p.written)
+        yield _counter("collector_ledger_write_errors", "Failed ledger writes", p.write_errors)
+        writes = HistogramMetricFamily("collector_ledger_write_seconds", "Time one batch write to the ledger took")
+        writes.add_metric([], p.write_seconds.cumulative(), p.write_seconds.sum)
+        yield writes
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def registry_for(runtime: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RuntimeCollector(runtime))  # type: ignore[arg-type]
+    ProcessCollector(registry=registry)  # process memory, CPU, open files
+    return registry
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(request: Request) -> Response:
+    registry = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = request.app.state.metrics_registry = registry_for(request.app.state.runtime)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,69 @@
+"""Fast JSON and streamed CSV bodies for the large answers (pages of readings, buckets).
+
+Pages of up to 100,000 rows are written straight to JSON text rather than through pydantic
+models (the models still describe them in the OpenAPI document); CSV is produced chunk by
+chunk while the rows come out of the database, so an export never sits whole in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from fastapi.responses import Response, StreamingResponse
+
+from collector.model import Value
+
+CSV_TYPE = "text/csv; charset=utf-8"
+_FLUSH_ROWS = 2000
+
+
+def clean(value: Value) -> Value:
+    """JSON has no NaN or infinity: such a stored float is shown as null."""
+    if value.__class__ is float and not math.isfinite(value):  # type: ignore[arg-type]
+        return None
+    return value
+
+
+def json_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return Response(text.encode(), media_type="application/json", headers=headers)
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value.__class__ is float and not math.isfinite(value):
+        return ""
+    return value
+
+
+async def csv_chunks(header: Sequence[str], rows: AsyncIterator[Iterable[Any]]) -> AsyncIterator[str]:
+    """CSV text in chunks of a few thousand rows, header first."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(header)
+    n = 0
+    async for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+        n += 1
+        if n >= _FLUSH_ROWS:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+            n = 0
+    yield buf.getvalue()
+
+
+def csv_response(header: Sequence[str], rows: AsyncIterator[Iterable[Any]], filename: str,
+                 headers: dict[str, str] | None = None) -> StreamingResponse:
+    all_headers = {"Content-Disposition": f'inline; filename="{filename}"', **(headers or {})}
+    return StreamingResponse(csv_chunks(header, rows), media_type=CSV_TYPE, headers=all_headers)

@@ -1,0 +1,139 @@
+"""Raw readings and time-bucket aggregates: `/api/v1/readings` and `/api/v1/readings/aggregate`,
+as JSON or streamed CSV."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from api.buckets import aggregate_windows
+from api.deps import require_key, runtime
+from api.lookup import resolve_series
+from api.output import CSV_TYPE, clean, csv_response, json_response
+from api.params import (
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    BadParameter,
+    check_buckets,
+    encode_cursor,
+    format_ts_fast,
+    page_range,
+    parse_bucket,
+    parse_tags,
+    parse_tz,
+    resolve_range,
+)
+from api.schemas import ERRORS, AggregateList, ReadingPage
+
+router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
+                   dependencies=[Depends(require_key)], responses=ERRORS)
+
+MAX_JSON_BUCKETS = 1_000_000
+_CSV = {"content": {CSV_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
+        "description": "with format=csv: a header row, then one row per item"}
+
+MachineQ = Query(..., description="machine id, e.g. press07")
+TagQ = Query(None, description="tag name; repeat (or comma-separate) for several; all tags of "
+             "the machine when omitted")
+StartQ = Query(None, description="RFC 3339 (Z or offset) or epoch ms; default end - 1h")
+EndQ = Query(None, description="RFC 3339 (Z or offset) or epoch ms, exclusive; default now")
+FormatQ = Query("json", description="json, or csv for a streamed text/csv download")
+
+
+def _file(machine: str, kind: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{machine}-{kind}.csv")
+
+
+@router.get("", response_model=ReadingPage, summary="Raw readings, oldest first, paged",
+            responses={200: _CSV})
+async def get_readings(
+    machine: str = MachineQ,
+    tag: list[str] | None = TagQ,
+    start: str | None = StartQ,
+    end: str | None = EndQ,
+    limit: int = Query(LIMIT_DEFAULT, ge=1, le=LIMIT_MAX, description="rows per page"),
+    cursor: str | None = Query(None, description="the `next` of the previous page"),
+    format: Literal["json", "csv"] = FormatQ,
+    rt: Any = Depends(runtime),
+) -> Response:
+    tags = parse_tags(tag)
+    s, e, after = page_range(machine, tags, start, end, cursor)
+    series = await resolve_series(rt, machine, tags)
+    names = {x.id: x.tag for x in series}
+    if format == "csv":
+        return await _readings_csv(rt, machine, tags, series, names, s, e, limit, after)
+    points, nxt = await rt.ledger.readings(series, s, e, limit, after)
+    items = [{"machine": machine, "tag": names[p.series_id], "ts": format_ts_fast(p.ts),
+              "value": clean(p.value), "quality": p.quality.label} for p in points]
+    next_cursor = encode_cursor(machine, tags, s, e, nxt) if nxt else None
+    return json_response({"items": items, "next": next_cursor})
+
+
+async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any],
+                        names: dict[int, str], s: int, e: int, limit: int,
+                        after: tuple[int, int] | None) -> Response:
+    # the page's last key is found first, so the next cursor can go in a header
+    last = await rt.ledger.page_end(series, s, e, limit, after)
+    headers = {"X-Next-Cursor": encode_cursor(machine, tags, s, e, last)} if last else {}
+    stop_end = last[0] + 1 if last else e
+
+    async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        n = 0
+        async for p in rt.ledger.stream_readings(series, s, stop_end, 2**62, after):
+            if last is not None and (p.ts, p.series_id) > last:
+                return
+            if last is None and n >= limit:
+                return
+            n += 1
+            yield (machine, names[p.series_id], format_ts_fast(p.ts), p.value, p.quality.label)
+
+    return csv_response(("machine", "tag", "ts", "value", "quality"), rows(),
+                        _file(machine, "readings"), headers)
+
+
+@router.get("/aggregate", response_model=AggregateList, responses={200: _CSV},
+            summary="count/min/max/avg/last per time bucket, empty buckets omitted")
+async def get_aggregate(
+    machine: str = MachineQ,
+    tag: list[str] | None = TagQ,
+    start: str | None = StartQ,
+    end: str | None = EndQ,
+    bucket: str = Query("1m", description="1s to 1d: 30s, 1m, 5m, 15m, 1h, 1d, ..."),
+    tz: str | None = Query(None, description="IANA time zone (Europe/Berlin) that buckets, "
+                           "day buckets above all, are aligned to; default UTC"),
+    format: Literal["json", "csv"] = FormatQ,
+    rt: Any = Depends(runtime),
+) -> Response:
+    tags = parse_tags(tag)
+    bucket_us = parse_bucket(bucket)
+    zone = parse_tz(tz)
+    s, e = resolve_range(start, end)
+    per_series = check_buckets(s, e, bucket_us)
+    series = await resolve_series(rt, machine, tags)
+    names = {x.id: x.tag for x in series}
+    windows = aggregate_windows(rt.ledger, series, s, e, bucket_us, zone)
+    if format == "csv":
+        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+            async for window in windows:
+                for b in window:
+                    yield (machine, names[b.series_id], format_ts_fast(b.start), b.count,
+                           b.min, b.max, b.avg, b.last)
+
+        return csv_response(("machine", "tag", "start", "count", "min", "max", "avg", "last"),
+                            rows(), _file(machine, "aggregate"))
+    if per_series * len(series) > MAX_JSON_BUCKETS:
+        raise BadParameter(
+            f"the answer could hold {per_series * len(series)} buckets ({len(series)} tags x "
+            f"{per_series}); JSON answers hold at most {MAX_JSON_BUCKETS}: choose fewer tags, "
+            "a larger bucket or a shorter range, or use format=csv")
+    items = []
+    async for window in windows:
+        items.extend(
+            {"machine": machine, "tag": names[b.series_id], "start": format_ts_fast(b.start),
+             "count": b.count, "min": clean(b.min), "max": clean(b.max), "avg": clean(b.avg),
+             "last": clean(b.last)} for b in window)
+    return json_response({"items": items})
