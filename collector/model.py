@@ -85,6 +85,39 @@ def apply_scale(value: Value, scale: float, offset: float) -> Value:
     return result
 
 
+class BucketCounts:
+    """A cumulative histogram in the Prometheus sense, without a registry: cheap to observe
+    from the hot path, read at scrape time."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """[(le, cumulative count)], ending with +Inf, as Prometheus expects."""
+        out, total = [], 0
+        for bound, n in zip(self.bounds, self.counts, strict=True):
+            total += n
+            out.append((repr(float(bound)), total))
+        out.append(("+Inf", self.count))
+        return out
+
+
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass
 class SourceHealth:
     """What one source reports about itself; the runtime and the API read it live."""
@@ -102,6 +135,13 @@ class SourceHealth:
     restarts: int = 0
     scan_time: float | None = None  # seconds the last scan took (polling sources)
     extra: dict[str, object] = field(default_factory=dict)
+    scan_seconds: BucketCounts = field(default_factory=lambda: BucketCounts(SECONDS_BUCKETS))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # every scan time an adapter reports also feeds the scan-time histogram
+        if name == "scan_time" and isinstance(value, float | int):
+            self.scan_seconds.observe(float(value))
+        object.__setattr__(self, name, value)
 
     def ok(self, readings: int = 0) -> None:
         self.connected = True

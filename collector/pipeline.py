@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from collector.config import PipelineConfig
 from collector.ledger import Ledger
-from collector.model import Reading, Value
+from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, Value
 from collector.spool import Spool
 
 log = logging.getLogger("collector.pipeline")
@@ -119,6 +119,7 @@ class Pipeline:
         self.last_write_seconds = 0.0
         self.write_seconds_total = 0.0
         self.batches_written = 0
+        self.write_seconds = BucketCounts(SECONDS_BUCKETS)
 
     # producer side -------------------------------------------------------------------------
     async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
@@ -225,6 +226,7 @@ class Pipeline:
         elapsed = time.perf_counter() - started
         self.last_write_seconds = elapsed
         self.write_seconds_total += elapsed
+        self.write_seconds.observe(elapsed)
         self.batches_written += 1
         self.written += len(batch)
         if not self.ledger_ok:
