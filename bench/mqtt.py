@@ -117,7 +117,9 @@ async def run(args: argparse.Namespace, folder: Path, port: int) -> dict[str, ob
 
         rt.ledger.write = timed_write  # type: ignore[method-assign]
         health = rt.health_of("bench", "mqtt")
-        while not health.connected:
+        for _ in range(200):
+            if health.connected:
+                break
             await asyncio.sleep(0.05)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
@@ -125,8 +127,14 @@ async def run(args: argparse.Namespace, folder: Path, port: int) -> dict[str, ob
             sys.executable, "-c", PUBLISHER, str(port), prefix, str(args.topics), str(args.count),
             str(args.qos), str(args.rate), stdout=asyncio.subprocess.PIPE)
         deadline = started + args.timeout
+        tick = time.monotonic()
         while committed < args.count and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            if args.trace and time.monotonic() - tick >= 0.5:
+                tick = time.monotonic()
+                print(f"t={tick - started:5.1f}s received={health.reads} committed={committed} "
+                      f"inflight={health.extra.get('inflight')} queued={rt.pipeline.queued}",
+                      file=sys.stderr)
         wall = (last_commit or time.monotonic()) - started
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         out, _ = await publisher.communicate()
@@ -162,7 +170,12 @@ def main() -> int:
                         help="Mosquitto's max_inflight_messages (its window for MQTT 3.1.1)")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--trace", action="store_true", help="print progress every 0.5 s")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for the collector (GIL hand-over, seconds)")
     args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
         folder = Path(tmp)
         broker, port = start_broker(folder, args.broker_inflight)

@@ -30,7 +30,7 @@ from .topics import Router, machine_id, minimal_filters, render_name
 
 log = logging.getLogger("adapters.mqtt")
 
-BURST = 5_000  # most messages decoded in one go
+BURST = 1_000  # most messages decoded in one go (a few ms: other tasks get their turn)
 DRAIN_SECONDS = 5.0  # on shutdown, how long to wait for in-flight readings to become durable
 _UNSET: Any = object()
 
@@ -247,7 +247,7 @@ class MqttAdapter:
                 task = asyncio.create_task(self._commit(session, batch, readings))
                 session.tasks.add(task)
                 task.add_done_callback(session.tasks.discard)
-                self._nudge_flush()
+                self._nudge_flush(session)
             elif readings:
                 await self.ctx.sink.put(readings)
             self.stats.publish(inflight=session.unacked)
@@ -286,9 +286,9 @@ class MqttAdapter:
         self.health.extra["inflight"] = session.unacked
         self._room.set()
 
-    def _nudge_flush(self) -> None:
-        """Ask the pipeline to write soon rather than at its next flush interval, so that
-        acknowledgements (and with them the broker's next messages) are not held back."""
+    def _nudge_flush(self, session: _Session) -> None:
+        """Ask the pipeline to write now rather than at its next flush interval, and again
+        while readings still wait: unacknowledged messages hold back the broker's next ones."""
         flush = getattr(self.ctx.sink, "flush", None)
         if flush is None or self._flushing:
             return
@@ -296,12 +296,15 @@ class MqttAdapter:
 
         async def run() -> None:
             try:
-                await asyncio.sleep(0)  # let the current burst's put() queue first
-                await flush()
+                while session.open and any(not b.done for b in session.inflight):
+                    await asyncio.sleep(0)  # let the current burst's put() queue first
+                    await flush()
             finally:
                 self._flushing = False
 
-        asyncio.get_running_loop().create_task(run())
+        task = asyncio.get_running_loop().create_task(run())
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
 
     async def _drain(self, session: _Session) -> None:
         """On shutdown: let in-flight readings become durable and acknowledge them."""

@@ -7,6 +7,7 @@ paho, which otherwise issues three `recv` calls and one event-loop turn per mess
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -21,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from .config import MqttSourceConfig
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 32 * 1024  # ~600 small messages: enough to amortise a loop turn, short enough not to stall it
 
 # MQTT 3.1.1 CONNACK return codes and MQTT 5 reason codes a technician can act on
 _REFUSED = {
@@ -63,28 +64,42 @@ class BufferedSocket:
     """Reads the socket in large chunks and hands paho the small pieces it asks for.
 
     `pending()` tells aiomqtt's reader callback that more whole packets are already buffered,
-    so one readable event drains a burst instead of one message per event-loop turn."""
+    so one readable event drains a burst instead of one message per event-loop turn. At most
+    one chunk is read from the OS per turn, so a steady stream cannot starve other tasks
+    (the ledger writer among them); the rest waits for the next readable event."""
 
-    __slots__ = ("_sock", "_buf", "_pos")
+    __slots__ = ("_sock", "_buf", "_pos", "_loop", "_refilled", "_inner_pending")
 
-    def __init__(self, sock: Any):
+    def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop):
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._loop = loop
+        self._refilled = False
+        self._inner_pending = getattr(sock, "pending", None)  # TLS: decrypted bytes held by ssl
 
     def recv(self, size: int) -> bytes:
         if self._pos >= len(self._buf):
+            held = self._inner_pending() if self._inner_pending is not None else 0
+            if self._refilled and not held:
+                raise BlockingIOError  # paho keeps its partial packet and returns; epoll fires again
             data = self._sock.recv(max(size, READ_CHUNK))
             if not data:
                 return data
             self._buf, self._pos = data, 0
+            if not self._refilled:
+                self._refilled = True
+                self._loop.call_soon(self._next_turn)
         out = self._buf[self._pos:self._pos + size]
         self._pos += len(out)
         return out
 
+    def _next_turn(self) -> None:
+        self._refilled = False
+
     def pending(self) -> int:
-        inner = getattr(self._sock, "pending", None)
-        return len(self._buf) - self._pos + (inner() if inner is not None else 0)
+        held = self._inner_pending() if self._inner_pending is not None else 0
+        return len(self._buf) - self._pos + held
 
     def send(self, data: bytes) -> int:
         return self._sock.send(data)  # type: ignore[no-any-return]
@@ -110,7 +125,7 @@ def buffer_reads(client: aiomqtt.Client) -> bool:
     sock = getattr(inner, "_sock", None)
     if sock is None or isinstance(sock, BufferedSocket) or not hasattr(sock, "recv"):
         return False
-    inner._sock = BufferedSocket(sock)  # noqa: SLF001
+    inner._sock = BufferedSocket(sock, asyncio.get_running_loop())  # noqa: SLF001
     return True
 
 
