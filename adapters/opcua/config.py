@@ -21,7 +21,7 @@ class OpcUaTagConfig(TagConfig):
     browse_path: str | None = None  # 2:Press07/2:Temperature, from the Objects folder
     index: int | None = Field(None, ge=0)  # element of an array value (0-based)
     sampling_interval: Duration | None = None  # default: the source's interval
-    queue_size: int | None = Field(None, ge=0, le=10_000)  # server-side queue; default 1 (latest only)
+    queue_size: int | None = Field(None, ge=0, le=10_000)  # server-side queue of changes; default 10
 
     @field_validator("node")
     @classmethod

@@ -30,6 +30,11 @@ _SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
 _FLOAT = 10  # VariantType.Float
 
 
+# changes the server keeps per item between two publishes: absorbs bursts and late publishes,
+# so a change is not overwritten by the next one before it is sent
+DEFAULT_QUEUE_SIZE = 10
+
+
 @dataclass
 class Binding:
     tag: OpcUaTagConfig
@@ -68,11 +73,11 @@ def build_items(source: OpcUaSourceConfig) -> list[Item]:
         binding = Binding(tag, tag.name, tag.index, tag.scale, tag.offset)
         item = items.get(key)
         if item is None:
-            items[key] = Item(key, [binding], sampling, tag.queue_size or 1, deadband)
+            items[key] = Item(key, [binding], sampling, tag.queue_size or DEFAULT_QUEUE_SIZE, deadband)
             continue
         item.tags.append(binding)
         item.sampling_interval = min(item.sampling_interval, sampling)
-        item.queue_size = max(item.queue_size, tag.queue_size or 1)
+        item.queue_size = max(item.queue_size, tag.queue_size or DEFAULT_QUEUE_SIZE)
         # a shared node is filtered by the smallest deadband, or not at all if one tag wants every change
         item.deadband = None if item.deadband is None or deadband is None else min(item.deadband, deadband)
     return list(items.values())
