@@ -128,7 +128,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     async def upgrade() -> str | None:
         from collector.ledger.engine import current_revision
 
-        ledger = Ledger(config.ledger.url)  # type: ignore[attr-defined]
+        ledger = Ledger(config.ledger.url, schema=config.ledger.db_schema)  # type: ignore[attr-defined]
         try:
             await ledger.open()
             return await current_revision(ledger.engine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -78,7 +79,11 @@ class Strict(BaseModel):
 
 
 class LedgerConfig(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     url: str = "sqlite:///data/ledger.db"
+    # PostgreSQL schema holding the ledger tables (default: the database's search_path)
+    db_schema: str | None = Field(None, alias="schema", pattern=r"^[a-z_][a-z0-9_]*$")
     retention: Duration | None = None  # raw readings older than this are deleted
     retention_interval: Duration = 600.0  # how often the retention sweep runs
 
@@ -137,7 +142,15 @@ class MachineConfig(Strict):
         return self.name or self.id
 
 
+def default_box() -> str:
+    """This box's id in a shared ledger: the host name, made a valid identifier."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name[:64] or "collector"
+
+
 class CollectorConfig(Strict):
+    # which collector box owns the machines below in a shared (central PostgreSQL) ledger
+    box: Identifier = Field(default_factory=default_box)
     ledger: LedgerConfig = LedgerConfig()
     spool: SpoolConfig = SpoolConfig()
     pipeline: PipelineConfig = PipelineConfig()

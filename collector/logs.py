@@ -63,5 +63,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # asyncua logs every lost connection with a traceback; the adapter reports it in one line
+    logging.getLogger("asyncua.client.ua_session").setLevel(logging.CRITICAL)
     for noisy in ("asyncua", "pymodbus", "aiosqlite", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

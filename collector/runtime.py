@@ -18,7 +18,7 @@ from typing import Any
 
 from adapters.base import AdapterContext, AdapterSpec, registry
 from collector.config import CollectorConfig, MachineConfig, SourceConfig
-from collector.ledger import Ledger, MachineInfo, SeriesInfo
+from collector.ledger import Ledger, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import SourceHealth, now_us
 from collector.pipeline import Pipeline, TagRule
 from collector.spool import Spool
@@ -57,7 +57,8 @@ class Runtime:
     def __init__(self, config: CollectorConfig, *, ledger_schema: str | None = None,
                  box: str | None = None):
         self.config = config
-        self.ledger = Ledger(config.ledger.url, schema=ledger_schema, box=box)
+        self.ledger = Ledger(config.ledger.url, schema=ledger_schema or config.ledger.db_schema,
+                             box=box or config.box)
         self.spool = Spool(config.spool_path(), config.spool.max_size)
         self.pipeline = Pipeline(self.ledger, self.spool, config.pipeline, tag_rules(config))
         self.health: list[SourceHealth] = []
@@ -82,6 +83,13 @@ class Runtime:
         raise KeyError((machine, source))
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.spool.open()
         await self._connect_ledger(first=True)
         await self.pipeline.start()
@@ -98,8 +106,8 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
         if self.config.api.enabled:
             await self._start_api()
-        log.info("collector running: %d machines, %d sources, %d tags",
-                 *self.config.counts())
+        log.info("collector box %r running: %d machines, %d sources, %d tags",
+                 self.config.box, *self.config.counts())
 
     async def stop(self) -> None:
         """Stop sources, write or spool everything held, close the ledger; idempotent."""
@@ -136,6 +144,8 @@ class Runtime:
             await self.ledger.open()
             machines = [MachineInfo(m.id, m.name, m.area, m.line) for m in self.config.machines]
             await self.ledger.sync_config(machines, configured_series(self.config))
+        except MachineClaimedError:
+            raise  # a configuration conflict: waiting will not fix it
         except Exception as exc:
             self.ledger.ready = False
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -132,3 +132,11 @@ async def test_retention_deletes_only_old_rows_in_batches(ledger: Ledger) -> Non
     series = await ledger.series("press07")
     points, _ = await ledger.readings(series, 0, 2**62, 1)
     assert points[0].ts == T0 + 600 * 1_000_000
+
+
+async def test_timescaledb_is_detected_never_required(ledger: Ledger) -> None:
+    from collector.ledger.timescale import timescale_version
+
+    # the machine's PostgreSQL has no TimescaleDB: plain tables, everything still works
+    assert await timescale_version(ledger.engine) is None
+    assert ledger.timescale is False

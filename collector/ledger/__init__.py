@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from collector.ledger import queries
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
 from collector.ledger.queries import Bucket, BucketStats, Point, Series
-from collector.ledger.writer import LedgerWriter, MachineInfo, SeriesInfo
+from collector.ledger.timescale import use_timescale
+from collector.ledger.writer import LedgerWriter, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import Reading
 
 __all__ = [
-    "Bucket", "BucketStats", "Ledger", "LedgerURLError", "MachineInfo", "Point", "Series", "SeriesInfo",
+    "Bucket", "BucketStats", "Ledger", "LedgerURLError", "MachineClaimedError", "MachineInfo", "Point", "Series", "SeriesInfo",
     "async_url",
 ]  # fmt: skip
 
@@ -35,6 +36,7 @@ class Ledger:
         self.schema = schema
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self.writer = LedgerWriter(self.engine, box=box)
+        self.timescale = False
         self.ready = False  # migrated and synced; writes before that fail (and are spooled)
 
     @property
@@ -44,6 +46,7 @@ class Ledger:
     async def open(self, *, migrate: bool = True) -> None:
         if migrate:
             await upgrade(self.engine)
+            self.timescale = await use_timescale(self.engine)
         self.ready = True
 
     async def close(self) -> None:

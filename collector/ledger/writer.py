@@ -49,6 +49,10 @@ class MachineInfo:
     line: str | None = None
 
 
+class MachineClaimedError(ValueError):
+    """Two collector boxes configured the same machine id on one shared ledger."""
+
+
 def kind_of(value: object) -> str | None:
     if value is None:
         return None
@@ -78,15 +82,21 @@ class LedgerWriter:
             self._info[(info.machine, info.tag)] = info
 
     async def sync_machines(self, items: Sequence[MachineInfo]) -> None:
-        """Insert or update the configured machines (names change, ids do not)."""
+        """Insert or update the configured machines (names change, ids do not), claiming
+        them for this box; a machine another box owns is an error, not a silent merge."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         async with self.engine.begin() as conn:
             for m in items:
                 row = {"id": m.id, "name": m.name, "area": m.area, "line": m.line, "box": self.box}
-                existing = (await conn.execute(select(machines.c.id).where(machines.c.id == m.id))).first()
-                if existing:
-                    await conn.execute(update(machines).where(machines.c.id == m.id).values(**row))
-                else:
-                    await conn.execute(machines.insert().values(**row))
+                await conn.execute(insert(machines).values(**row).on_conflict_do_nothing())
+                owner = (await conn.execute(
+                    select(machines.c.box).where(machines.c.id == m.id))).scalar_one()
+                if owner is not None and self.box is not None and owner != self.box:
+                    raise MachineClaimedError(
+                        f"machine {m.id!r} belongs to collector box {owner!r} in this ledger, and "
+                        f"this box is {self.box!r}: give the machine another id, or, if this box "
+                        f"replaces {owner!r}, set `box: {owner}` in the config")
+                await conn.execute(update(machines).where(machines.c.id == m.id).values(**row))
                 self._known_machines.add(m.id)
 
     async def sync_series(self, infos: Sequence[SeriesInfo]) -> None:
