@@ -4,6 +4,7 @@ from adapters.base import AdapterSpec, register
 
 from .adapter import create_adapter
 from .config import MqttSourceConfig
+from .watch import add_cli
 
-SPEC = AdapterSpec("mqtt", MqttSourceConfig, create_adapter, None)
+SPEC = AdapterSpec("mqtt", MqttSourceConfig, create_adapter, add_cli)
 register(SPEC)

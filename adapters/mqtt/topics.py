@@ -19,8 +19,8 @@ T = TypeVar("T")
 _VAR = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
 _NAME_PART = re.compile(r"\{([^{}]*)\}")
 _NAME_TEMPLATE = re.compile(r"^(?:[a-z0-9_]|\{[a-z_][a-z0-9_]*\})+$")
-_MACHINE_BAD = re.compile(r"[^a-z0-9_-]+")
-_TAG_BAD = re.compile(r"[^a-z0-9_]+")
+_MACHINE_BAD = re.compile(r"[^a-z0-9-]+")
+_TAG_BAD = re.compile(r"[^a-z0-9]+")
 MAX_LEVELS = 64
 
 
@@ -115,12 +115,13 @@ def name_variables(name: str) -> list[str]:
 
 
 def machine_id(text: str) -> str:
-    """A topic level as a machine id: lowercase, other characters as '_' (`Press 07` -> `press_07`)."""
+    """A topic level as a machine id: lowercase, runs of other characters as one '_'
+    (`Press 07` -> `press_07`, `Press-07` -> `press-07`)."""
     return _MACHINE_BAD.sub("_", text.strip().lower()).strip("_")[:64]
 
 
 def tag_name(text: str) -> str:
-    """A topic level as part of a tag name: lowercase, other characters as '_'."""
+    """A topic level as part of a tag name: lowercase, runs of other characters as one '_'."""
     return _TAG_BAD.sub("_", text.strip().lower()).strip("_")[:64]
 
 

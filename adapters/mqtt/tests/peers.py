@@ -123,5 +123,5 @@ class Publisher:
         return len(infos)
 
     def close(self) -> None:
+        self.client.disconnect()  # first: it wakes the network thread, so loop_stop is quick
         self.client.loop_stop()
-        self.client.disconnect()
