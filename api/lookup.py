@@ -15,6 +15,15 @@ class NotFound(HTTPException):
         super().__init__(404, detail)
 
 
+def storable(name: str) -> bool:
+    """Could the ledger hold this id at all? (PostgreSQL refuses NUL in text parameters.)"""
+    return 0 < len(name) <= 64 and "\x00" not in name
+
+
+def unknown_machine(machine: str) -> NotFound:
+    return NotFound(f"machine {machine!r} not found (GET /api/v1/machines lists them)")
+
+
 async def machine_exists(rt: Any, machine: str) -> bool:
     if any(m.id == machine for m in rt.config.machines):
         return True
@@ -23,9 +32,11 @@ async def machine_exists(rt: Any, machine: str) -> bool:
 
 async def machine_series(rt: Any, machine: str) -> list[Series]:
     """Every series of a machine; 404 when the machine is neither configured nor stored."""
+    if not storable(machine):
+        raise unknown_machine(machine)
     found = await rt.ledger.series(machine)
     if not found and not await machine_exists(rt, machine):
-        raise NotFound(f"machine {machine!r} not found (GET /api/v1/machines lists them)")
+        raise unknown_machine(machine)
     return found
 
 

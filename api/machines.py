@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from api.deps import require_key, runtime
-from api.lookup import NotFound, machine_series
+from api.lookup import machine_series, storable, unknown_machine
 from api.output import clean
 from api.params import format_ts_fast
 from api.schemas import ERRORS, LatestList, LatestValue, Machine, MachineList
@@ -55,12 +55,14 @@ async def get_machine(machine_id: str, rt: Any = Depends(runtime)) -> Machine:
     for m in await _machines(rt):
         if m.id == machine_id:
             return m
-    raise NotFound(f"machine {machine_id!r} not found (GET /api/v1/machines lists them)")
+    raise unknown_machine(machine_id)
 
 
 @router.get("/{machine_id}/latest", response_model=LatestList,
             summary="The newest reading of every tag of a machine")
 async def latest(machine_id: str, rt: Any = Depends(runtime)) -> LatestList:
+    if not storable(machine_id):
+        raise unknown_machine(machine_id)
     rows = await rt.ledger.latest(machine_id)
     if not rows:
         await machine_series(rt, machine_id)  # 404 for an unknown machine

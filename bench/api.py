@@ -1,0 +1,333 @@
+"""REST API latency on a ledger of >= 10 million readings (2,000 series), 8 concurrent clients,
+with and without ingest running, on SQLite and on PostgreSQL.
+
+    .venv/bin/python bench/api.py [--backend sqlite|postgresql|both] [--clients 8]
+                                  [--seconds 10] [--ingest-rate 2000] [--rebuild] [--drop]
+
+The ledger: 10 machines x 200 tags. Tag t000 of every machine is a 1 Hz series over 24 h
+(86,400 readings each); the other 1,990 series hold 4,600 readings each over the same day.
+The SQLite file is cached as /tmp/collector-bench-api.db and the PostgreSQL schema
+`bench_api` in database `test` is kept between runs (--rebuild makes them again, --drop
+removes the schema at the end).
+
+The API runs under uvicorn in a child process (`bench/api.py serve ...`), as in `collector
+run`: one process, one event loop; with ingest, that process also writes `--ingest-rate`
+readings/s (every series at 1 Hz by default) through the ledger writer in 0.5 s batches.
+Scenarios: the latest values of a machine with 200 tags; 1-minute aggregates of a 1 Hz tag
+over 24 h; a 10,000-row raw page of a 1 Hz tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collector.ledger import Ledger, MachineInfo, SeriesInfo  # noqa: E402
+from collector.model import Reading  # noqa: E402
+
+PG = os.environ.get("COLLECTOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SCHEMA = "bench_api"
+SQLITE_PATH = Path("/tmp/collector-bench-api.db")
+MACHINES = 10
+TAGS = 200
+S = 1_000_000
+DAY = 86_400 * S
+END = 1_795_305_600_000_000  # 2026-11-21T00:00:00Z
+START = END - DAY
+SLOW_N = 4_600
+TARGETS = {"latest": 20.0, "aggregate": 100.0, "page": 100.0}
+
+
+def machine(i: int) -> str:
+    return f"m{i:02d}"
+
+
+def tag(j: int) -> str:
+    return f"t{j:03d}"
+
+
+def expected_rows() -> int:
+    return MACHINES * (86_400 + (TAGS - 1) * SLOW_N)
+
+
+def series_rows(sid_of: dict[tuple[str, str], int]) -> Iterator[tuple[Any, ...]]:
+    """Rows (series_id, ts, value, text, quality) series by series, in key order."""
+    for (_m, t), sid in sorted(sid_of.items(), key=lambda kv: kv[1]):
+        if t == "t000":
+            step, n = S, 86_400
+        else:
+            step, n = DAY // SLOW_N, SLOW_N
+        phase = (sid * 7919) % step  # series do not all tick on the same microsecond
+        for k in range(n):
+            yield (sid, START + phase + k * step, float((k * 37 + sid) % 1000) / 10.0, None, 0)
+
+
+async def _prepare(ledger: Ledger) -> dict[tuple[str, str], int]:
+    await ledger.open()
+    await ledger.sync_config(
+        [MachineInfo(machine(i), f"Machine {i}") for i in range(MACHINES)],
+        [SeriesInfo(machine(i), tag(j), "A", "io", "modbus") for i in range(MACHINES)
+         for j in range(TAGS)])
+    # writing one reading per series fixes each series' kind (number), as live data would
+    await ledger.write([Reading(machine(i), tag(j), START - S, 0.0)
+                        for i in range(MACHINES) for j in range(TAGS)])
+    return {(s.machine, s.tag): s.id for s in await ledger.series()}
+
+
+def build_sqlite(rebuild: bool) -> None:
+    if SQLITE_PATH.exists() and not rebuild:
+        with sqlite3.connect(SQLITE_PATH) as conn:
+            try:
+                n = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            except sqlite3.Error:
+                n = 0
+        if n >= expected_rows():
+            print(f"sqlite: using cached {SQLITE_PATH} ({n:,} readings)")
+            return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+    t = time.perf_counter()
+
+    async def prepare() -> dict[tuple[str, str], int]:
+        ledger = Ledger(f"sqlite:///{SQLITE_PATH}")
+        try:
+            return await _prepare(ledger)
+        finally:
+            await ledger.close()
+
+    sid_of = asyncio.run(prepare())
+    conn = sqlite3.connect(SQLITE_PATH, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-262144")
+    rows = series_rows(sid_of)
+    while True:
+        chunk = [r for _, r in zip(range(500_000), rows, strict=False)]
+        if not chunk:
+            break
+        conn.execute("BEGIN")
+        conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", chunk)
+        conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    n = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+    conn.close()
+    print(f"sqlite: built {n:,} readings in {time.perf_counter() - t:.0f} s "
+          f"({SQLITE_PATH.stat().st_size / 1e6:.0f} MB)")
+
+
+def build_postgresql(rebuild: bool) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        dsn = PG.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            if rebuild:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+            exists = await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{PG_SCHEMA}.readings")
+            n = await conn.fetchval(f"SELECT count(*) FROM {PG_SCHEMA}.readings") if exists else 0
+            if n >= expected_rows():
+                print(f"postgresql: using cached schema {PG_SCHEMA} ({n:,} readings)")
+                return
+            t = time.perf_counter()
+            ledger = Ledger(PG, schema=PG_SCHEMA)
+            try:
+                sid_of = await _prepare(ledger)
+            finally:
+                await ledger.close()
+            rows = series_rows(sid_of)
+            while True:
+                chunk = [r for _, r in zip(range(500_000), rows, strict=False)]
+                if not chunk:
+                    break
+                await conn.execute("CREATE TEMP TABLE IF NOT EXISTS load (LIKE "
+                                   f"{PG_SCHEMA}.readings)")
+                await conn.execute("TRUNCATE load")
+                await conn.copy_records_to_table("load", records=chunk)
+                await conn.execute(f"INSERT INTO {PG_SCHEMA}.readings SELECT * FROM load "
+                                   "ON CONFLICT DO NOTHING")
+            await conn.execute(f"VACUUM ANALYZE {PG_SCHEMA}.readings")
+            n = await conn.fetchval(f"SELECT count(*) FROM {PG_SCHEMA}.readings")
+            print(f"postgresql: built {n:,} readings in {time.perf_counter() - t:.0f} s")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+# --- the server process -------------------------------------------------------------------
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from collector.config import parse_config
+
+    class Stats:
+        def stats(self) -> dict[str, object]:
+            return {"ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 0,
+                    "last_error": None}
+
+    class Runtime:
+        def __init__(self, ledger: Ledger):
+            self.ledger, self.pipeline, self.health = ledger, Stats(), []
+            self.config = parse_config("api: {enabled: false}\nmachines: []\n")
+
+    async def ingest(ledger: Ledger, rate: int) -> None:
+        pairs = [(machine(i), tag(j)) for i in range(MACHINES) for j in range(TAGS)]
+        per_batch = max(1, rate // 2)
+        k = 0
+        while True:
+            t = time.perf_counter()
+            batch = []
+            for _ in range(per_batch):
+                m, g = pairs[k % len(pairs)]
+                batch.append(Reading(m, g, END + (k // len(pairs)) * S, float(k % 1000)))
+                k += 1
+            await ledger.write(batch)
+            await asyncio.sleep(max(0.0, 0.5 - (time.perf_counter() - t)))
+
+    async def main() -> None:
+        ledger = Ledger(args.url, schema=args.schema)
+        await ledger.open()
+        tasks = [asyncio.create_task(ingest(ledger, args.ingest_rate))] if args.ingest_rate else []
+        server = uvicorn.Server(uvicorn.Config(create_app(Runtime(ledger)), host="127.0.0.1",
+                                               port=args.port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        await server.serve()
+        for task in tasks:
+            task.cancel()
+        await ledger.close()
+
+    asyncio.run(main())
+
+
+# --- the clients --------------------------------------------------------------------------
+def scenario_url(name: str, rng: random.Random) -> str:
+    m = machine(rng.randrange(MACHINES))
+    if name == "latest":
+        return f"/api/v1/machines/{m}/latest"
+    if name == "aggregate":
+        return (f"/api/v1/readings/aggregate?machine={m}&tag=t000&bucket=1m"
+                f"&start={START // 1000}&end={END // 1000}")
+    start = START + rng.randrange(0, DAY - 10_100 * S) // S * S
+    return f"/api/v1/readings?machine={m}&tag=t000&start={start // 1000}&limit=10000"
+
+
+async def measure(base: str, name: str, clients: int, seconds: float) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    sizes: list[int] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            await http.get(scenario_url(name, rng))  # warm the connection
+            while time.perf_counter() < deadline:
+                url = scenario_url(name, rng)
+                t = time.perf_counter()
+                r = await http.get(url)
+                latencies.append((time.perf_counter() - t) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
+                sizes.append(len(r.content))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100)
+    return {"n": len(latencies), "p50": q[49], "p95": q[94], "rps": len(latencies) / elapsed,
+            "bytes": int(statistics.mean(sizes))}
+
+
+def start_server(url: str, schema: str | None, ingest_rate: int) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    cmd = [sys.executable, __file__, "serve", "--url", url, "--port", str(port),
+           "--ingest-rate", str(ingest_rate)] + (["--schema", schema] if schema else [])
+    proc = subprocess.Popen(cmd)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("the API server did not start")
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    url, schema = (f"sqlite:///{SQLITE_PATH}", None) if backend == "sqlite" else (PG, PG_SCHEMA)
+    results = []
+    for ingest in (0, args.ingest_rate):
+        proc, base = start_server(url, schema, ingest)
+        try:
+            for name in ("latest", "aggregate", "page"):
+                for clients in sorted({1, args.clients}):
+                    r = asyncio.run(measure(base, name, clients, args.seconds))
+                    r.update(backend=backend, ingest=ingest, scenario=name, clients=clients)
+                    results.append(r)
+                    ok = "ok" if r["p95"] < TARGETS[name] else "MISSED"
+                    print(f"{backend:10} ingest={ingest:5}/s {name:9} clients={clients}: "
+                          f"p50 {r['p50']:7.1f} ms  p95 {r['p95']:7.1f} ms  "
+                          f"{r['rps']:7.1f} req/s  n={r['n']:5}  {r['bytes']:9,} B  "
+                          f"(target p95 < {TARGETS[name]:.0f} ms: {ok})", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    srv = sub.add_parser("serve")
+    srv.add_argument("--url", required=True)
+    srv.add_argument("--schema")
+    srv.add_argument("--port", type=int, required=True)
+    srv.add_argument("--ingest-rate", type=int, default=0)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--ingest-rate", type=int, default=2000)
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--drop", action="store_true")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args)
+        return 0
+    print(f"{os.cpu_count()} CPUs; {expected_rows():,} readings in {MACHINES * TAGS} series")
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        (build_sqlite if backend == "sqlite" else build_postgresql)(args.rebuild)
+    for backend in backends:
+        run_backend(backend, args)
+    if args.drop and "postgresql" in backends:
+        subprocess.run(["psql", PG, "-q", "-c", f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"],
+                       check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
