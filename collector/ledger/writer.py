@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,11 +22,10 @@ _SQLITE_INSERT = (
     "INSERT INTO readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
 )
-_PG_INSERT = text(
+_PG_INSERT = (
     "INSERT INTO readings (series_id, ts, value, text, quality) "
-    "SELECT * FROM unnest(CAST(:sid AS INTEGER[]), CAST(:ts AS BIGINT[]), "
-    "CAST(:value AS DOUBLE PRECISION[]), CAST(:text AS TEXT[]), CAST(:quality AS SMALLINT[])) "
-    "ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[], $4::text[], "
+    "$5::smallint[]) ON CONFLICT DO NOTHING"
 )
 
 
@@ -134,7 +133,10 @@ class LedgerWriter:
             if self.dialect == "sqlite":
                 await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
             else:
-                await conn.execute(_PG_INSERT, params)
+                # five arrays in one statement; asyncpg binds them natively, so this goes to
+                # the driver directly, inside the transaction SQLAlchemy holds
+                raw = await conn.get_raw_connection()
+                await raw.driver_connection.execute(_PG_INSERT, *params)  # type: ignore[union-attr]
         self.rows_written += len(batch)
         return len(batch)
 
@@ -199,7 +201,7 @@ class LedgerWriter:
         await self._load_ids(conn)
 
 
-def _columns(ids: dict[tuple[str, str], int], batch: Sequence[Reading]) -> dict[str, list[object]]:
+def _columns(ids: dict[tuple[str, str], int], batch: Sequence[Reading]) -> tuple[list[object], ...]:
     sid: list[object] = []
     ts: list[object] = []
     values: list[object] = []
@@ -216,4 +218,4 @@ def _columns(ids: dict[tuple[str, str], int], batch: Sequence[Reading]) -> dict[
             values.append(None if v is None else float(v))
             texts.append(None)
         quality.append(int(r.quality))
-    return {"sid": sid, "ts": ts, "value": values, "text": texts, "quality": quality}
+    return (sid, ts, values, texts, quality)
