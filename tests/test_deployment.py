@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,57 @@ def test_shell_scripts_parse() -> None:
     for script in (DEPLOY / "mosquitto/start.sh", DEPLOY / "postgres/init/10-roles.sh"):
         assert os.access(script, os.X_OK), f"{script} must be executable"
         subprocess.run(["sh", "-n", str(script)], check=True)
+
+
+def test_broker_config_admits_the_collector_and_nobody_else() -> None:
+    """The real broker runs deploy/mosquitto/mosquitto.conf (listener and paths moved to a
+    private port and folder) with a password file written the way start.sh writes it."""
+    import paho.mqtt.client as mqtt
+
+    folder = Path(tempfile.mkdtemp(prefix="collector-mqtt-"))
+    port = free_port()
+    conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    assert "listener 1883 0.0.0.0" in conf and "allow_anonymous false" in conf
+    conf = (conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+                .replace("/mosquitto/data/passwd", f"{folder}/passwd")
+                .replace("/mosquitto/data/", f"{folder}/"))
+    (folder / "mosquitto.conf").write_text(conf)
+    (folder / "passwd").touch(mode=0o600)
+    subprocess.run(["mosquitto_passwd", "-b", str(folder / "passwd"), "collector", "pw"], check=True)
+    if os.geteuid() == 0:  # the broker drops to its own user, as in the container
+        for path in (folder, folder / "passwd", folder / "mosquitto.conf"):
+            shutil.chown(path, "mosquitto", "mosquitto")
+    broker = subprocess.Popen(["mosquitto", "-c", str(folder / "mosquitto.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def connect(username: str | None, password: str | None) -> Any:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if username:
+            client.username_pw_set(username, password)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.connect("127.0.0.1", port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or broker.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        result: list[Any] = []
+        client.on_connect = lambda c, u, f, reason, p: result.append(reason)
+        while not result and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        client.disconnect()
+        return result[0]
+
+    try:
+        assert connect("collector", "pw").value == 0
+        assert connect(None, None).is_failure
+        assert connect("collector", "wrong").is_failure
+    finally:
+        broker.terminate()
+        broker.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- systemd -----------------------------------------------------------------------------------
