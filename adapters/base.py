@@ -53,7 +53,7 @@ class AdapterSpec:
     factory: Callable[[AdapterContext], Adapter]
     # adds the protocol's commissioning command(s) to `collector`; each sub-parser sets
     # `func=handler` where `handler(args) -> int` returns the exit code
-    add_cli: Callable[[argparse._SubParsersAction], None] | None = None  # type: ignore[type-arg]
+    add_cli: Callable[[argparse._SubParsersAction], None] | None = None
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

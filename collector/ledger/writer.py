@@ -131,7 +131,7 @@ class LedgerWriter:
             if self._kindless:
                 await self._set_kinds(conn, batch)
             if self.dialect == "sqlite":
-                await conn.exec_driver_sql(_SQLITE_INSERT, params)  # type: ignore[arg-type]
+                await conn.exec_driver_sql(_SQLITE_INSERT, params)
             else:
                 # five arrays in one statement; asyncpg binds them natively, so this goes to
                 # the driver directly, inside the transaction SQLAlchemy holds
@@ -144,7 +144,7 @@ class LedgerWriter:
         """Rows for SQLite's executemany, or column arrays for PostgreSQL's unnest."""
         ids = self._ids
         if self.dialect == "sqlite":
-            rows = []
+            rows: list[tuple[object, ...]] = []
             append = rows.append
             for r in batch:
                 v = r.value
