@@ -185,3 +185,20 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ledger schema at revision 0001"
+
+
+async def test_retention_sweep_runs_in_the_runtime(tmp_path: Path) -> None:
+    text = config(tmp_path).replace("ledger:\n", "ledger:\n  retention: 1h\n  retention_interval: 100ms\n")
+    cfg = parse_config(text)
+    async with Runtime(cfg) as rt:
+        now = now_us()
+        old = [Reading("press07", "t", now - 7200 * 1_000_000 + i, 1.0) for i in range(50)]
+        fresh = [Reading("press07", "t", now - 60 * 1_000_000 + i, 2.0) for i in range(5)]
+        await rt.pipeline.put(old + fresh, wait=True)
+        series = await rt.ledger.series("press07")
+        for _ in range(100):
+            points, _ = await rt.ledger.readings(series, 0, 2**62, 1000)
+            if len(points) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert [p.value for p in points] == [2.0] * 5
