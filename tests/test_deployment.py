@@ -2,7 +2,8 @@
 container runs, Grafana provisioning and the systemd unit. No Docker engine runs here, so the
 compose file and the image are checked structurally; whatever can run here runs for real (the
 config through `collector check`, the image's health check against a collector, the unit
-through `systemd-analyze`). The dashboard's SQL runs in tests/test_deployment_sql.py."""
+through `systemd-analyze`). The dashboard's SQL, the database roles and the broker config
+run against real peers in tests/test_deployment_peers.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -270,6 +270,8 @@ def test_compose_config_points_at_the_compose_services() -> None:
     assert str(config["api"]["port"]) == instruction("EXPOSE")
     assert "8080:8080" in service("collector")["ports"]
     assert config["spool"]["path"].startswith("/var/lib/collector/")
+    # a recreated container gets a new host name: the box id must not follow it
+    assert config["box"] == "site-collector"
 
 
 # -- Grafana provisioning ----------------------------------------------------------------------
@@ -324,7 +326,7 @@ def test_dashboard_json_is_consistent() -> None:
         cells |= area
 
 
-# -- Mosquitto and PostgreSQL init scripts -----------------------------------------------------
+# -- init scripts and docs ---------------------------------------------------
 
 def test_shell_scripts_parse() -> None:
     for script in (DEPLOY / "mosquitto/start.sh", DEPLOY / "postgres/init/10-roles.sh"):
@@ -332,55 +334,13 @@ def test_shell_scripts_parse() -> None:
         subprocess.run(["sh", "-n", str(script)], check=True)
 
 
-def test_broker_config_admits_the_collector_and_nobody_else() -> None:
-    """The real broker runs deploy/mosquitto/mosquitto.conf (listener and paths moved to a
-    private port and folder) with a password file written the way start.sh writes it."""
-    import paho.mqtt.client as mqtt
-
-    folder = Path(tempfile.mkdtemp(prefix="collector-mqtt-"))
-    port = free_port()
-    conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
-    assert "listener 1883 0.0.0.0" in conf and "allow_anonymous false" in conf
-    conf = (conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-                .replace("/mosquitto/data/passwd", f"{folder}/passwd")
-                .replace("/mosquitto/data/", f"{folder}/"))
-    (folder / "mosquitto.conf").write_text(conf)
-    (folder / "passwd").touch(mode=0o600)
-    subprocess.run(["mosquitto_passwd", "-b", str(folder / "passwd"), "collector", "pw"], check=True)
-    if os.geteuid() == 0:  # the broker drops to its own user, as in the container
-        for path in (folder, folder / "passwd", folder / "mosquitto.conf"):
-            shutil.chown(path, "mosquitto", "mosquitto")
-    broker = subprocess.Popen(["mosquitto", "-c", str(folder / "mosquitto.conf")],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def connect(username: str | None, password: str | None) -> Any:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        if username:
-            client.username_pw_set(username, password)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.connect("127.0.0.1", port)
-                break
-            except OSError:
-                if time.monotonic() > deadline or broker.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        result: list[Any] = []
-        client.on_connect = lambda c, u, f, reason, p: result.append(reason)
-        while not result and time.monotonic() < deadline:
-            client.loop(timeout=0.1)
-        client.disconnect()
-        return result[0]
-
-    try:
-        assert connect("collector", "pw").value == 0
-        assert connect(None, None).is_failure
-        assert connect("collector", "wrong").is_failure
-    finally:
-        broker.terminate()
-        broker.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+def test_deploy_readme_names_only_files_that_exist() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    named = set(re.findall(r"(?<![\w/.])((?:deploy|config)/[\w./-]+\.(?:yaml|yml|service|sh|json|conf))", text))
+    named |= {"deploy/" + p for p in re.findall(r"`((?:collector|postgres|mosquitto|grafana|systemd)/[\w./-]+)`", text)}
+    assert len(named) >= 8
+    for path in named:
+        assert (REPO / path).exists(), f"deploy/README.md names {path}, which does not exist"
 
 
 # -- systemd -----------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-"""Every SQL query of the Grafana dashboard runs against a real ledger on PostgreSQL and gives
-the numbers a supervisor would read off the panels; the compose file's database roles let
-Grafana read the ledger and nothing more."""
+"""The deployment files against real peers: every SQL query of the Grafana dashboard runs on a
+real ledger in PostgreSQL and gives the numbers a supervisor would read off the panels; the
+compose file's database roles let Grafana read the ledger and nothing more; the broker config
+admits the collector's login and nobody else."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -19,9 +22,7 @@ import pytest
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo
 from collector.model import Quality, Reading
-from tests.conftest import PG_URL, ThrowawayPostgres
-
-pytestmark = pytest.mark.postgres
+from tests.conftest import PG_URL, ThrowawayPostgres, free_port
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NOW_S = int(time.time())
@@ -101,6 +102,7 @@ ALL = {"machine": ["comp01", "press07"],
        "tag": ["mode", "motor_current", "running", "temperature", "vibration"]}
 
 
+@pytest.mark.postgres
 async def test_every_dashboard_query_runs_and_returns_rows(ledger_db: Any) -> None:
     conn, _ = ledger_db
     queries = [v["query"] for v in dashboard()["templating"]["list"]]
@@ -111,6 +113,7 @@ async def test_every_dashboard_query_runs_and_returns_rows(ledger_db: Any) -> No
         assert rows, sql
 
 
+@pytest.mark.postgres
 async def test_variables_list_machines_and_their_tags(ledger_db: Any) -> None:
     conn, _ = ledger_db
     machines = await conn.fetch(grafana(variable_sql("machine"), {}))
@@ -120,6 +123,7 @@ async def test_variables_list_machines_and_their_tags(ledger_db: Any) -> None:
     assert [r["tag"] for r in tags] == ["mode", "motor_current", "running"]
 
 
+@pytest.mark.postgres
 async def test_trend_averages_each_tag_per_interval(ledger_db: Any) -> None:
     conn, readings = ledger_db
     rows = await conn.fetch(grafana(panel_sql("${machine:text}"), {**ALL, "machine": ["press07"]}))
@@ -133,6 +137,7 @@ async def test_trend_averages_each_tag_per_interval(ledger_db: Any) -> None:
     assert got == pytest.approx({k: sum(v) / len(v) for k, v in sums.items()})
 
 
+@pytest.mark.postgres
 async def test_latest_values_table(ledger_db: Any) -> None:
     conn, readings = ledger_db
     rows = await conn.fetch(grafana(panel_sql("Latest value of every tag"), ALL))
@@ -149,6 +154,7 @@ async def test_latest_values_table(ledger_db: Any) -> None:
         r.ts for r in readings if r.tag == "motor_current") / 1e6
 
 
+@pytest.mark.postgres
 async def test_source_health_and_overview(ledger_db: Any) -> None:
     conn, readings = ledger_db
     rows = await conn.fetch(grafana(panel_sql("Sources"), ALL))
@@ -162,6 +168,7 @@ async def test_source_health_and_overview(ledger_db: Any) -> None:
     assert float(bad["not good"]) == pytest.approx(100 * 2 / len(readings))
 
 
+@pytest.mark.postgres
 async def test_ingest_and_bad_rates_count_every_reading(ledger_db: Any) -> None:
     conn, readings = ledger_db
     rows = await conn.fetch(grafana(panel_sql("Ingest rate (readings per minute), by machine"), ALL))
@@ -179,6 +186,7 @@ async def test_ingest_and_bad_rates_count_every_reading(ledger_db: Any) -> None:
     assert [(r["metric"], float(r["value"])) for r in bad] == [("comp01/sensors", 2.0)]
 
 
+@pytest.mark.postgres
 def test_compose_roles_let_grafana_read_but_not_write(throwaway_pg: ThrowawayPostgres) -> None:
     """Runs deploy/postgres/init/10-roles.sh as the postgres image would, on a private cluster;
     the collector creates its ledger as `collector`, and `grafana` can run the dashboard."""
@@ -212,3 +220,54 @@ async def _ledger_as_collector_read_as_grafana(port: int) -> None:
             await conn.execute("CREATE TABLE sneaky (x int)")
     finally:
         await conn.close()
+
+
+def test_broker_config_admits_the_collector_and_nobody_else() -> None:
+    """The real broker runs deploy/mosquitto/mosquitto.conf (listener and paths moved to a
+    private port and folder) with a password file written the way start.sh writes it."""
+    import paho.mqtt.client as mqtt
+
+    folder = Path(tempfile.mkdtemp(prefix="collector-mqtt-"))
+    port = free_port()
+    conf = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    assert "listener 1883 0.0.0.0" in conf and "allow_anonymous false" in conf
+    conf = (conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+                .replace("/mosquitto/data/passwd", f"{folder}/passwd")
+                .replace("/mosquitto/data/", f"{folder}/"))
+    (folder / "mosquitto.conf").write_text(conf)
+    (folder / "passwd").touch(mode=0o600)
+    subprocess.run(["mosquitto_passwd", "-b", str(folder / "passwd"), "collector", "pw"], check=True)
+    if os.geteuid() == 0:  # the broker drops to its own user, as in the container
+        for path in (folder, folder / "passwd", folder / "mosquitto.conf"):
+            shutil.chown(path, "mosquitto", "mosquitto")
+    broker = subprocess.Popen(["mosquitto", "-c", str(folder / "mosquitto.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def connect(username: str | None, password: str | None) -> Any:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if username:
+            client.username_pw_set(username, password)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.connect("127.0.0.1", port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or broker.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        result: list[Any] = []
+        client.on_connect = lambda c, u, f, reason, p: result.append(reason)
+        while not result and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        client.disconnect()
+        return result[0]
+
+    try:
+        assert connect("collector", "pw").value == 0
+        assert connect(None, None).is_failure
+        assert connect("collector", "wrong").is_failure
+    finally:
+        broker.terminate()
+        broker.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
