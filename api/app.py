@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import health, machines, metrics, readings, tags
+from api import health, machines, metrics, readings, status, tags
 from api.params import BadParameter
 
 log = logging.getLogger("api")
@@ -38,6 +38,7 @@ def create_app(runtime: Any) -> FastAPI:
     app.state.runtime = runtime
     for module in (health, machines, tags, readings, metrics):
         app.include_router(module.router)
+    app.include_router(status.router)
 
     @app.exception_handler(BadParameter)
     async def _bad(_request: Request, exc: BadParameter) -> JSONResponse:

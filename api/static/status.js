@@ -1,0 +1,489 @@
+// Status page: polls the collector's REST API and keeps one card per machine up to date.
+// Plain JS and SVG, no libraries, nothing from the internet. Every value is put into the page
+// with textContent, never as HTML.
+"use strict";
+(() => {
+  const REFRESH_MS = 2000;        // health, machines, latest values
+  const HOUR_MS = 3600e3;
+  // bucket sizes by how much history there is: a fresh collector gets a useful line too
+  const TIERS = [[3 * 60e3, "2s", 2e3, 5000], [20 * 60e3, "10s", 10e3, 10000],
+    [Infinity, "1m", 60e3, 30000]]; // [history shorter than, bucket, bucket ms, refresh ms]
+  const MIN_SPAN_MS = 60e3;
+  const KEY_STORE = "collector.apiKey";
+  const SVG = "http://www.w3.org/2000/svg";
+
+  const $ = (id) => document.getElementById(id);
+  let apiKey = localStorage.getItem(KEY_STORE) || "";
+  let skew = 0;          // server clock minus this browser's clock (ms), when they disagree
+  let lastUpdate = 0;    // when the page last had a full answer
+  let refreshing = false;
+  const cards = new Map();   // machine id -> card state
+  const sparks = new Map();  // machine id -> {at, every, t0, t1, byTag}
+  const historyStart = new Map(); // machine id -> start of its oldest bucket seen (ms)
+
+  class KeyNeeded extends Error {}
+
+  // ---------------------------------------------------------------------------------- API
+  async function get(path, auth = true) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), 8000);
+    const headers = { Accept: "application/json" };
+    if (auth && apiKey) headers["X-API-Key"] = apiKey;
+    try {
+      const r = await fetch(path, { headers, signal: ctl.signal, cache: "no-store" });
+      if (r.status === 401) throw new KeyNeeded(apiKey ? "the API refused this key" : "");
+      if (!r.ok) {
+        let detail = `${r.status} ${r.statusText}`;
+        try { detail = (await r.json()).detail || detail; } catch (_) { /* not JSON */ }
+        throw new Error(detail);
+      }
+      noteServerTime(r.headers.get("Date"));
+      return await r.json();
+    } catch (e) {
+      if (e.name === "AbortError") throw new Error("no answer within 8 s");
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function noteServerTime(header) {
+    const at = Date.parse(header || "");
+    if (isNaN(at)) return;
+    const estimate = at + 500 - Date.now(); // the header has whole seconds
+    skew = Math.abs(estimate) > 2500 ? estimate : 0;
+  }
+  const now = () => Date.now() + skew;
+
+  // ------------------------------------------------------------------------------ refresh
+  async function refresh() {
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      let health;
+      try {
+        health = await get("/api/v1/health", false);
+      } catch (e) {
+        showBanner(`The collector does not answer (${e.message}). ` +
+          (lastUpdate ? `Values below are from ${clock(lastUpdate)}.` : "Retrying…"));
+        document.body.classList.add("stale");
+        return;
+      }
+      let machines = null, tags = null;
+      try {
+        [machines, tags] = await Promise.all([get("/api/v1/machines"), get("/api/v1/tags")]);
+        $("keyform").hidden = true;
+      } catch (e) {
+        if (!(e instanceof KeyNeeded)) throw e;
+        askForKey(e.message);
+      }
+      showBanner(null);
+      document.body.classList.remove("stale");
+      render(health, machines, tags);
+      lastUpdate = Date.now();
+      if (machines) loadSparklines(machines.items).catch(() => { /* next round */ });
+    } catch (e) {
+      showBanner(`The collector answered with an error: ${e.message}`);
+    } finally {
+      refreshing = false;
+      tick();
+    }
+  }
+
+  function showBanner(text) {
+    const el = $("banner");
+    el.hidden = !text;
+    if (text) el.textContent = text;
+  }
+
+  // ---------------------------------------------------------------------------- API keys
+  function askForKey(problem) {
+    $("keyform").hidden = false;
+    $("keybtn").hidden = false;
+    const err = $("keyerror");
+    err.hidden = !problem;
+    err.textContent = problem ? `${problem}; check it with whoever set up this collector.` : "";
+  }
+
+  $("keyform").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    apiKey = $("keyinput").value.trim();
+    if (apiKey) localStorage.setItem(KEY_STORE, apiKey); else localStorage.removeItem(KEY_STORE);
+    $("keyinput").value = "";
+    $("keyform").hidden = true;
+    refresh();
+  });
+  $("keybtn").addEventListener("click", () => { $("keyform").hidden = !$("keyform").hidden; });
+  if (apiKey) $("keybtn").hidden = false;
+
+  // ------------------------------------------------------------------------------ render
+  function render(health, machines, tags) {
+    const sourcesOf = groupBy(health.sources.filter((s) => s.enabled !== false), (s) => s.machine);
+    const order = [...sourcesOf.keys()];
+    const rank = (id) => (order.includes(id) ? order.indexOf(id) : order.length);
+    const list = machines ? machines.items.slice().sort((a, b) => rank(a.id) - rank(b.id))
+      : order.map((id) => ({ id, name: id, tags: [] }));
+    const tagsOf = groupBy(tags ? tags.items : [], (t) => t.machine);
+    const counts = { ok: 0, partial: 0, nodata: 0, unknown: 0 };
+    const grid = $("machines");
+    $("empty").hidden = list.length > 0;
+    if (!list.length) $("empty").textContent = "No machines are configured on this collector.";
+    const seen = new Set();
+    list.forEach((m, i) => {
+      const card = cards.get(m.id) || makeCard(m.id);
+      const status = machineStatus(sourcesOf.get(m.id) || []);
+      counts[status.kind] += 1;
+      updateCard(card, m, status, sourcesOf.get(m.id) || [], tagsOf.get(m.id) || []);
+      if (grid.children[i + 1] !== card.el) grid.insertBefore(card.el, grid.children[i + 1] || null);
+      seen.add(m.id);
+    });
+    for (const [id, card] of cards) {
+      if (!seen.has(id)) { card.el.remove(); cards.delete(id); }
+    }
+    renderSummary(list.length, counts, health.ledger);
+  }
+
+  function machineStatus(sources) {
+    const delivering = sources.filter((s) => s.connected && s.last_ok).length;
+    if (!sources.length) return { kind: "unknown", label: "not read here" };
+    if (delivering === sources.length) return { kind: "ok", label: "delivering" };
+    if (delivering === 0) return { kind: "nodata", label: "no data" };
+    const down = sources.length - delivering;
+    return { kind: "partial", label: `${down} of ${sources.length} sources down` };
+  }
+
+  function renderSummary(total, counts, ledger) {
+    const box = $("summary");
+    box.replaceChildren(
+      chip(null, total, total === 1 ? "machine" : "machines"),
+      chip("ok", counts.ok, "delivering"),
+      chip("partial", counts.partial, "some down"),
+      chip("nodata", counts.nodata, "no data"));
+    const el = $("ledger");
+    const bad = !ledger.ok || ledger.dropped > 0;
+    el.classList.toggle("bad", bad);
+    el.textContent = ledger.ok
+      ? `ledger ok${ledger.backlog ? ` · ${fmtInt(ledger.backlog)} spooled` : ""}`
+      : `ledger not writable · ${fmtInt(ledger.backlog)} readings spooled`;
+    if (ledger.dropped) el.textContent += ` · ${fmtInt(ledger.dropped)} dropped`;
+    el.title = ledger.last_error || "";
+  }
+
+  function chip(kind, n, text) {
+    const el = document.createElement("span");
+    el.className = "chip";
+    if (kind) el.dataset.kind = kind;
+    if (kind) el.append(span(`dot ${kind}`));
+    el.append(span("", String(n), "b"), document.createTextNode(text));
+    return el;
+  }
+
+  function makeCard(id) {
+    const el = $("card-template").content.firstElementChild.cloneNode(true);
+    el.dataset.machine = id;
+    const card = { el, sections: new Map() };
+    cards.set(id, card);
+    return card;
+  }
+
+  function updateCard(card, m, status, sources, tags) {
+    const el = card.el;
+    el.dataset.status = status.kind;
+    el.querySelector(".name").textContent = m.name || m.id;
+    const where = el.querySelector(".where");
+    where.replaceChildren(span("id", m.id), ...[m.area, m.line].filter(Boolean)
+      .map((t) => document.createTextNode(` · ${t}`)));
+    el.querySelector(".status").textContent = status.label;
+    const state = el.querySelector(".state");
+    state.hidden = !m.state;
+    if (m.state) { state.textContent = m.state; state.dataset.state = m.state; }
+    // group the tags under their source, in the order the health lists the sources
+    const bySource = groupBy(tags, (t) => t.source || "");
+    const order = sources.map((s) => s.source);
+    for (const key of bySource.keys()) if (!order.includes(key)) order.push(key);
+    const holder = el.querySelector(".sources");
+    const seen = new Set();
+    order.forEach((sid, i) => {
+      let sec = card.sections.get(sid);
+      if (!sec) { sec = makeSection(sid); card.sections.set(sid, sec); }
+      updateSection(sec, sources.find((s) => s.source === sid), bySource.get(sid) || [], m.id);
+      if (holder.children[i] !== sec.el) holder.insertBefore(sec.el, holder.children[i] || null);
+      seen.add(sid);
+    });
+    for (const [sid, sec] of card.sections) {
+      if (!seen.has(sid)) { sec.el.remove(); card.sections.delete(sid); }
+    }
+  }
+
+  function makeSection(sid) {
+    const el = document.createElement("section");
+    el.className = "source";
+    el.dataset.source = sid;
+    const head = div("source-head");
+    head.append(span("dot"), span("sid", sid || "other"), span("proto"), span("conn"), span("facts"));
+    const error = div("source-error");
+    error.hidden = true;
+    const tags = div("tags");
+    el.append(head, error, tags);
+    return { el, head, error, tags, rows: new Map() };
+  }
+
+  function updateSection(sec, health, tags, machine) {
+    const h = sec.head;
+    if (health) {
+      const delivering = health.connected && health.last_ok;
+      sec.el.dataset.connected = String(Boolean(health.connected));
+      h.querySelector(".dot").className = `dot ${delivering ? "ok" : "nodata"}`;
+      h.querySelector(".proto").textContent = health.protocol;
+      h.querySelector(".conn").textContent = health.connected
+        ? (health.last_ok ? "connected" : "connected, no data yet") : "not connected";
+      const facts = [];
+      if (health.scan_time != null) facts.push(`scan ${fmtSeconds(health.scan_time)}`);
+      if (health.last_ok) facts.push(span("", "", "span", { ts: health.last_ok, prefix: "data ", suffix: " ago" }));
+      if (health.errors) facts.push(`${fmtInt(health.errors)} errors`);
+      if (health.restarts) facts.push(`${fmtInt(health.restarts)} restarts`);
+      const f = h.querySelector(".facts");
+      f.replaceChildren();
+      facts.forEach((x, i) => { if (i) f.append(" · "); f.append(x); });
+      const err = sec.error;
+      err.hidden = !health.last_error;
+      if (health.last_error) {
+        const old = health.connected && health.last_ok &&
+          (!health.last_error_at || Date.parse(health.last_error_at) < Date.parse(health.last_ok));
+        err.classList.toggle("old", Boolean(old));
+        err.replaceChildren(old ? "last error " : "error ");
+        if (health.last_error_at) err.append(span("", "", "span", { ts: health.last_error_at, suffix: " ago" }));
+        err.append(`: ${health.last_error}`);
+      }
+    } else {
+      sec.el.dataset.connected = "unknown";
+      h.querySelector(".proto").textContent = tags[0] && tags[0].protocol || "";
+      h.querySelector(".conn").textContent = "not read by this collector";
+    }
+    const seen = new Set();
+    tags.forEach((t, i) => {
+      let row = sec.rows.get(t.tag);
+      if (!row) { row = makeRow(t.tag); sec.rows.set(t.tag, row); }
+      updateRow(row, t, machine);
+      if (sec.tags.children[i] !== row.el) sec.tags.insertBefore(row.el, sec.tags.children[i] || null);
+      seen.add(t.tag);
+    });
+    for (const [name, row] of sec.rows) {
+      if (!seen.has(name)) { row.el.remove(); sec.rows.delete(name); }
+    }
+  }
+
+  function makeRow(tag) {
+    const el = div("tag");
+    el.dataset.tag = tag;
+    const name = span("tname");
+    // long names may wrap, but only after an underscore
+    tag.split("_").forEach((part, i, all) => {
+      name.append(i < all.length - 1 ? `${part}_` : part);
+      if (i < all.length - 1) name.append(document.createElement("wbr"));
+    });
+    const val = span("val");
+    const v = span("v"), u = span("u");
+    val.append(v, u);
+    const q = span("q"), age = span("age"), spark = span("spark");
+    el.append(name, val, q, age, spark);
+    return { el, name, v, u, q, age, spark };
+  }
+
+  function updateRow(row, t, machine) {
+    const last = t.latest;
+    row.kind = t.kind;
+    row.name.title = t.description ? `${t.tag}: ${t.description}` : t.tag;
+    row.u.textContent = t.unit || "";
+    row.el.dataset.quality = last ? last.quality : "none";
+    row.q.textContent = last ? last.quality : "";
+    const v = row.v;
+    v.className = "v";
+    if (!last) { v.textContent = "no reading yet"; v.classList.add("none", "text"); }
+    else if (last.value === null) { v.textContent = "—"; v.classList.add("none"); }
+    else if (typeof last.value === "boolean") {
+      v.textContent = last.value ? "true" : "false";
+      v.classList.add("bool");
+      v.classList.toggle("on", last.value);
+    } else if (typeof last.value === "number") { v.textContent = fmtNumber(last.value); }
+    else { v.textContent = String(last.value); v.classList.add("text"); v.title = String(last.value); }
+    row.age.dataset.ts = last ? last.ts : "";
+    const s = sparks.get(machine);
+    const key = s && `${s.t1}`;
+    if (s && row.sparkKey !== key) {
+      row.sparkKey = key;
+      row.spark.replaceChildren(sparkline(s.byTag.get(t.tag) || [], s, t.kind));
+    }
+  }
+
+  // -------------------------------------------------------------------------- sparklines
+  async function loadSparklines(machines) {
+    for (const m of machines) {
+      const s = sparks.get(m.id);
+      if (s && Date.now() - s.at < s.every) continue;
+      await loadSparkline(m.id);
+      const card = cards.get(m.id);
+      if (card) for (const sec of card.sections.values()) {
+        for (const [tag, row] of sec.rows) {
+          const fresh = sparks.get(m.id);
+          row.sparkKey = `${fresh.t1}`;
+          row.spark.replaceChildren(sparkline(fresh.byTag.get(tag) || [], fresh, row.kind));
+        }
+      }
+    }
+  }
+
+  async function loadSparkline(machine) {
+    const t1 = now();
+    const tier = (from) => TIERS.find(([upto]) => from !== undefined && t1 - from < upto) || TIERS[2];
+    const range = (from) => Math.max(t1 - HOUR_MS, from === undefined ? 0 : from - tier(from)[2]);
+    let first = historyStart.get(machine);
+    let items = await aggregate(machine, range(first), t1, tier(first)[1]);
+    const oldest = Math.min(...items.map((b) => Date.parse(b.start)));
+    if (isFinite(oldest) && (first === undefined || oldest < first)) {
+      const before = tier(first);
+      first = oldest;
+      historyStart.set(machine, first);
+      if (tier(first) !== before) items = await aggregate(machine, range(first), t1, tier(first)[1]);
+    }
+    const [, , bucketMs, every] = tier(first);
+    // the line spans the history there is, up to an hour, so a young one is readable too
+    const t0 = Math.min(t1 - MIN_SPAN_MS, Math.max(t1 - HOUR_MS, first === undefined ? t1 : first));
+    sparks.set(machine, { at: Date.now(), every, t0, t1, bucketMs,
+      byTag: groupBy(items, (b) => b.tag) });
+  }
+
+  async function aggregate(machine, start, end, bucket) {
+    const q = new URLSearchParams({ machine, start: String(Math.floor(start)),
+      end: String(Math.ceil(end)), bucket });
+    return (await get(`/api/v1/readings/aggregate?${q}`)).items;
+  }
+
+  function sparkline(buckets, s, kind) {
+    const numeric = buckets.filter((b) => b.avg !== null || b.count);
+    if (!numeric.some((b) => b.avg !== null)) return document.createTextNode("");
+    const W = 120, H = 30, pad = 2;
+    let lo = Infinity, hi = -Infinity;
+    for (const b of numeric) {
+      if (b.min !== null) lo = Math.min(lo, b.min);
+      if (b.max !== null) hi = Math.max(hi, b.max);
+    }
+    if (kind === "bool") { lo = 0; hi = 1; }
+    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+    const x = (ms) => ((ms - s.t0) / (s.t1 - s.t0)) * W;
+    const y = (v) => H - pad - ((v - lo) / (hi - lo)) * (H - 2 * pad);
+    // split into runs where the signal went bad (a bucket ending in a bad reading): the gap
+    // a device that stopped answering leaves. Buckets without readings are no gap: a value
+    // that does not change is only stored again at its heartbeat.
+    const runs = [];
+    let run = [];
+    for (const b of numeric) {
+      if (b.avg !== null) run.push({ at: Date.parse(b.start) + s.bucketMs / 2, b });
+      if (b.last === null && run.length) { runs.push(run); run = []; }
+    }
+    if (run.length) runs.push(run);
+    const tail = numeric[numeric.length - 1];
+    const holds = tail.avg !== null && tail.last !== null; // the newest bucket ended good
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `last ${Math.round((s.t1 - s.t0) / 60e3)} min, ` +
+      `${fmtNumber(lo)} to ${fmtNumber(hi)}`);
+    for (const r of runs) {
+      const pts = r.map((p) => [x(p.at), y(p.b.avg)]);
+      // the newest value holds until it changes: carry it on to now
+      if (holds && r === runs[runs.length - 1]) pts.push([W, y(Number(tail.last))]);
+      if (pts.length === 1) pts.push([pts[0][0] + 1, pts[0][1]]);
+      if (kind !== "bool") {
+        const band = [...r.map((p) => `${x(p.at)},${y(p.b.max)}`),
+          ...r.slice().reverse().map((p) => `${x(p.at)},${y(p.b.min)}`)];
+        svg.append(svgEl("polygon", { class: "band", points: band.join(" ") }));
+      }
+      svg.append(svgEl("polyline", { class: "line", points: pts.map((p) => p.join(",")).join(" ") }));
+    }
+    return svg;
+  }
+
+  function svgEl(name, attrs) {
+    const el = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    return el;
+  }
+
+  // ----------------------------------------------------------------------- clock and ages
+  function tick() {
+    const t = now();
+    $("clock").textContent = clock(t);
+    const upd = $("updated");
+    const since = lastUpdate ? Date.now() - lastUpdate : null;
+    upd.textContent = since === null ? "connecting…" : `updated ${fmtAge(since)} ago`;
+    upd.classList.toggle("stale", since === null || since > 15000);
+    for (const el of document.querySelectorAll(".age")) {
+      const ts = Date.parse(el.dataset.ts || "");
+      el.textContent = isNaN(ts) ? "" : fmtAge(t - ts);
+      el.classList.toggle("old", !isNaN(ts) && t - ts > 5 * 60e3);
+    }
+    for (const el of document.querySelectorAll("[data-ts-prefix], [data-ts-suffix]")) {
+      const ts = Date.parse(el.dataset.ts);
+      el.textContent = `${el.dataset.tsPrefix || ""}${fmtAge(t - ts)}${el.dataset.tsSuffix || ""}`;
+    }
+  }
+
+  // ------------------------------------------------------------------------------ helpers
+  function groupBy(items, key) {
+    const out = new Map();
+    for (const item of items) {
+      const k = key(item);
+      if (!out.has(k)) out.set(k, []);
+      out.get(k).push(item);
+    }
+    return out;
+  }
+
+  function span(cls, text, tag = "span", age = null) {
+    const el = document.createElement(tag);
+    if (cls) el.className = cls;
+    if (text) el.textContent = text;
+    if (age) {
+      el.dataset.ts = age.ts;
+      el.dataset.tsPrefix = age.prefix || "";
+      el.dataset.tsSuffix = age.suffix || "";
+      el.textContent = `${age.prefix || ""}${fmtAge(now() - Date.parse(age.ts))}${age.suffix || ""}`;
+    }
+    return el;
+  }
+
+  function div(cls) { return span(cls, "", "div"); }
+
+  function fmtNumber(v) {
+    if (!isFinite(v)) return String(v);
+    if (Number.isInteger(v)) return v.toLocaleString();
+    const a = Math.abs(v);
+    const d = a >= 100 ? 1 : a >= 1 ? 2 : 3;
+    return v.toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d });
+  }
+
+  function fmtInt(n) { return Number(n).toLocaleString(); }
+
+  function fmtSeconds(s) {
+    return s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`;
+  }
+
+  function fmtAge(ms) {
+    const s = Math.max(0, ms) / 1000;
+    if (s < 10) return `${s.toFixed(1)} s`;
+    if (s < 90) return `${Math.round(s)} s`;
+    if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+    if (s < 48 * 3600) return `${Math.round(s / 3600)} h`;
+    return `${Math.round(s / 86400)} d`;
+  }
+
+  function clock(t) {
+    return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  }
+
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+  setInterval(tick, 1000);
+})();

@@ -1,0 +1,44 @@
+"""The status page at `/`: one self-refreshing screen of every machine, tag and source.
+
+The page itself and its three files are served without an API key; the page then reads the
+same public REST API as everyone else (asking for a key, kept in the browser, when the API
+wants one). Nothing is fetched from the internet, so it works on an isolated plant network.
+"""
+
+from __future__ import annotations
+
+import html
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
+
+from api.deps import runtime
+
+router = APIRouter(include_in_schema=False)
+
+STATIC = Path(__file__).resolve().parent / "static"
+ASSETS = {"status.css": "text/css", "status.js": "text/javascript",
+          "favicon.svg": "image/svg+xml"}  # the only files served: no path is taken from a URL
+NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate, so a new version shows after an update
+
+
+@cache
+def _page_template() -> str:
+    return (STATIC / "index.html").read_text(encoding="utf-8")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def status_page(rt: Any = Depends(runtime)) -> HTMLResponse:
+    """The page, with this box's name in its title."""
+    box = html.escape(str(getattr(rt.config, "box", "") or "collector"))
+    return HTMLResponse(_page_template().replace("{{BOX}}", box), headers=NO_CACHE)
+
+
+@router.get("/static/{name}")
+async def asset(name: str) -> FileResponse:
+    if name not in ASSETS:
+        raise HTTPException(404, f"no file {name!r} here; the status page is at /")
+    return FileResponse(STATIC / name, media_type=ASSETS[name], headers=NO_CACHE)
