@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def variable_sql(name: str) -> str:
     return next(v["query"] for v in dashboard()["templating"]["list"] if v["name"] == name)
 
 
-def grafana(sql: str, variables: dict[str, Sequence[str]]) -> str:
+def grafana(sql: str, variables: Mapping[str, Sequence[str]]) -> str:
     """The SQL as Grafana sends it: macros expanded, multi-value variables as quoted lists."""
     sql = (sql.replace("$__unixEpochFrom()", str(START_S))
               .replace("$__unixEpochTo()", str(END_S))
