@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import HTTPException
 
 from collector.ledger import Series
+
+SERIES_TTL = 2.0  # seconds a machine's series list is reused; new tags show up after this
+
+_series_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, list[Series]]]] = (
+    weakref.WeakKeyDictionary())
 
 
 class NotFound(HTTPException):
@@ -34,9 +41,24 @@ async def machine_series(rt: Any, machine: str) -> list[Series]:
     """Every series of a machine; 404 when the machine is neither configured nor stored."""
     if not storable(machine):
         raise unknown_machine(machine)
-    found = await rt.ledger.series(machine)
+    found = await cached_series(rt.ledger, machine)
     if not found and not await machine_exists(rt, machine):
         raise unknown_machine(machine)
+    return found
+
+
+async def cached_series(ledger: Any, machine: str, fresh: bool = False) -> list[Series]:
+    """A machine's series, reused for SERIES_TTL seconds: the list is read by every request
+    and changes only when a tag is added."""
+    cache = _series_cache.setdefault(ledger, {})
+    hit = cache.get(machine)
+    now = time.monotonic()
+    if hit is not None and not fresh and now < hit[0]:
+        return hit[1]
+    found = await ledger.series(machine)
+    if found:  # a series still without a kind gets one with its first value: look again soon
+        ttl = SERIES_TTL if all(s.kind for s in found) else SERIES_TTL / 8
+        cache[machine] = (now + ttl, found)
     return found
 
 
@@ -47,6 +69,9 @@ async def resolve_series(rt: Any, machine: str, tags: Sequence[str]) -> list[Ser
         return found
     by_tag = {s.tag: s for s in found}
     missing = [t for t in tags if t not in by_tag]
+    if missing:  # perhaps created since the list was cached
+        by_tag = {s.tag: s for s in await cached_series(rt.ledger, machine, fresh=True)}
+        missing = [t for t in tags if t not in by_tag]
     if missing:
         known = ", ".join(sorted(by_tag)[:20]) or "none yet"
         more = ", ..." if len(by_tag) > 20 else ""

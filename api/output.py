@@ -29,6 +29,20 @@ def clean(value: Value) -> Value:
     return value
 
 
+QUALITY = ("good", "uncertain", "bad")
+
+
+def value_json(value: float | None, text: str | None, kind: str | None) -> str:
+    """A stored value as JSON text, as `collector.ledger.queries.present` shows it."""
+    if text is not None:
+        return json.dumps(text, ensure_ascii=False)
+    if value is None or not math.isfinite(value):
+        return "null"
+    if kind == "bool":
+        return "false" if value == 0.0 else "true"
+    return repr(float(value))
+
+
 def json_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return Response(text.encode(), media_type="application/json", headers=headers)

@@ -184,6 +184,9 @@ def page_range(machine: str, tags: Sequence[str], start: str | None, end: str | 
 
 
 _DAYS: dict[int, str] = {}
+_HM = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SS = [f"{s:02d}." for s in range(60)]
+_MS = [f"{ms:03d}Z" for ms in range(1000)]
 
 
 def format_ts_fast(ts: int) -> str:
@@ -196,6 +199,4 @@ def format_ts_fast(ts: int) -> str:
         if len(_DAYS) > 4096:
             _DAYS.clear()
         _DAYS[day] = prefix
-    h, rem = divmod(sod, 3600)
-    m, s = divmod(rem, 60)
-    return f"{prefix}{h:02d}:{m:02d}:{s:02d}.{us // 1000:03d}Z"
+    return prefix + _HM[sod // 60] + _SS[sod % 60] + _MS[us // 1000]

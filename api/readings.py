@@ -3,6 +3,7 @@ as JSON or streamed CSV."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 from api.buckets import aggregate_windows
 from api.deps import require_key, runtime
 from api.lookup import resolve_series
-from api.output import CSV_TYPE, clean, csv_response, json_response
+from api.output import CSV_TYPE, QUALITY, clean, csv_response, json_response, value_json
 from api.params import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -66,11 +67,21 @@ async def get_readings(
     names = {x.id: x.tag for x in series}
     if format == "csv":
         return await _readings_csv(rt, machine, tags, series, names, s, e, limit, after)
-    points, nxt = await rt.ledger.readings(series, s, e, limit, after)
-    items = [{"machine": machine, "tag": names[p.series_id], "ts": format_ts_fast(p.ts),
-              "value": clean(p.value), "quality": p.quality.label} for p in points]
-    next_cursor = encode_cursor(machine, tags, s, e, nxt) if nxt else None
-    return json_response({"items": items, "next": next_cursor})
+    rows = await rt.ledger.reading_rows(list(names), s, e, limit + 1, after)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(machine, tags, s, e, (rows[-1][1], rows[-1][0]))
+    # written as text directly: a 100,000-row page through dicts and json.dumps is 3x slower
+    kinds = {x.id: x.kind for x in series}
+    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"ts":"'
+             for sid, tag in names.items()}
+    items = ",".join([
+        f'{heads[sid]}{format_ts_fast(ts)}","value":{value_json(value, text, kinds[sid])},'
+        f'"quality":"{QUALITY[quality]}"}}'
+        for sid, ts, value, text, quality in rows])
+    body = '{"items":[' + items + '],"next":' + json.dumps(next_cursor) + "}"
+    return Response(body.encode(), media_type="application/json")
 
 
 async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any],

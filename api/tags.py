@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import require_key, runtime
 from api.lookup import machine_series, tag_descriptions
+from api.output import QUALITY, clean
 from api.params import format_ts_fast
 from api.schemas import ERRORS, LastReading, TagInfo, TagList
+from collector.ledger.queries import present
 
 router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(require_key)],
                    responses=ERRORS)
@@ -22,15 +24,13 @@ async def list_tags(
 ) -> TagList:
     if machine is not None:
         series = await machine_series(rt, machine)
-        machines = [machine]
     else:
         series = await rt.ledger.series()
-        machines = sorted({s.machine for s in series})
-    latest = {}
-    for m in machines:
-        for s, p in await rt.ledger.latest(m):
-            latest[s.id] = LastReading(ts=format_ts_fast(p.ts), value=p.value,
-                                       quality=p.quality.label)
+    kinds = {s.id: s.kind for s in series}
+    latest = {
+        sid: LastReading(ts=format_ts_fast(ts), value=clean(present(kinds[sid], value, text)),
+                         quality=QUALITY[quality])
+        for sid, ts, value, text, quality in await rt.ledger.latest_rows(list(kinds))}
     described = tag_descriptions(rt)
     return TagList(items=[
         TagInfo(machine=s.machine, tag=s.tag, unit=s.unit, source=s.source, protocol=s.protocol,

@@ -107,6 +107,17 @@ class Ledger:
     ) -> list[BucketStats]:
         return await queries.aggregate_stats(self.engine, series, start, end, bucket, offset)
 
+    async def reading_rows(
+        self, ids: Sequence[int], start: int, end: int, limit: int,
+        after: tuple[int, int] | None = None,
+    ) -> list[tuple[int, int, float | None, str | None, int]]:
+        return await queries.reading_rows(self.engine, ids, start, end, limit, after)
+
+    async def latest_rows(
+        self, ids: Sequence[int]
+    ) -> list[tuple[int, int, float | None, str | None, int]]:
+        return await queries.latest_rows(self.engine, ids)
+
     async def find_series(self, machine: str, tags: Sequence[str] | None = None) -> list[Series]:
         found = await self.series(machine)
         if tags:

@@ -284,7 +284,12 @@ async def aggregate_stats(
     if not kinds:
         return []
     params = {"ids": sorted(kinds), "start": start, "end": end, "bucket": bucket, "offset": offset}
-    async with engine.connect() as conn:
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # JIT compiling costs more than these short aggregates take; a larger work_mem
+            # lets PostgreSQL hash the buckets instead of sorting them on disk
+            await conn.execute(text("SET LOCAL jit = off"))
+            await conn.execute(text("SET LOCAL work_mem = '64MB'"))
         rows = (await conn.execute(_AGGREGATE_STATS, params)).all()
     return [
         BucketStats(sid, int(bk) * bucket - offset, n, nv, lo, hi,
@@ -292,3 +297,65 @@ async def aggregate_stats(
                     present(kinds[sid], value, text_value), last_ts)
         for sid, bk, n, nv, lo, hi, mean, value, text_value, last_ts in rows
     ]
+
+
+async def reading_rows(
+    engine: AsyncEngine,
+    ids: Sequence[int],
+    start: int,
+    end: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+) -> list[tuple[int, int, float | None, str | None, int]]:
+    """One page as plain (series_id, ts, value, text, quality) tuples, oldest first: for
+    callers that format large pages themselves. Runs on the driver connection, which halves
+    the cost of a 10,000-row page compared with SQLAlchemy result rows."""
+    if not ids or limit <= 0:
+        return []
+    ids = sorted(ids)
+    pg = engine.dialect.name == "postgresql"
+    if pg:
+        # `= ANY(array)` makes PostgreSQL sort even one series; `= $1` walks the index in order
+        where = ("series_id = $1" if len(ids) == 1 else "series_id = ANY($1::integer[])")
+        where += " AND ts >= $2 AND ts < $3"
+        args: list[object] = [ids[0] if len(ids) == 1 else ids, start, end]
+        if after is not None:
+            where += " AND (ts > $4 OR (ts = $4 AND series_id > $5))"
+            args += [after[0], after[1]]
+        sql = f"{_PAGE_SELECT} WHERE {where} ORDER BY ts, series_id LIMIT ${len(args) + 1}"
+    else:
+        where = f"series_id IN ({','.join('?' * len(ids))}) AND ts >= ? AND ts < ?"
+        args = [*ids, start, end]
+        if after is not None:
+            where += " AND (ts > ? OR (ts = ? AND series_id > ?))"
+            args += [after[0], after[0], after[1]]
+        sql = f"{_PAGE_SELECT} WHERE {where} ORDER BY ts, series_id LIMIT ?"
+    args.append(limit)
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if pg:
+            return [tuple(r) for r in await driver.fetch(sql, *args)]  # type: ignore[union-attr]
+        return list(await driver.execute_fetchall(sql, args))  # type: ignore[union-attr]
+
+
+_PAGE_SELECT = "SELECT series_id, ts, value, text, quality FROM readings"
+
+
+_LATEST_OF = text(
+    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM series s "
+    "JOIN readings r ON r.series_id = s.id "
+    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id) "
+    "WHERE s.id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+async def latest_rows(
+    engine: AsyncEngine, ids: Sequence[int]
+) -> list[tuple[int, int, float | None, str | None, int]]:
+    """The newest reading of each given series as plain tuples (series without readings are
+    left out); one index probe per series."""
+    if not ids:
+        return []
+    async with engine.connect() as conn:
+        result = await conn.execute(_LATEST_OF, {"ids": sorted(ids)})
+        return [tuple(row) for row in result.all()]  # type: ignore[misc]
