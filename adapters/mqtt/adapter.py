@@ -32,6 +32,7 @@ log = logging.getLogger("adapters.mqtt")
 
 BURST = 1_000  # most messages decoded in one go (a few ms: other tasks get their turn)
 DRAIN_SECONDS = 5.0  # on shutdown, how long to wait for in-flight readings to become durable
+FLUSH_POKE = 0.01  # seconds between requests to write while acknowledgements wait
 _UNSET: Any = object()
 
 
@@ -126,18 +127,12 @@ class MqttAdapter:
             delay = min(delay * 2, self.cfg.reconnect_max_delay)
 
     # connection ---------------------------------------------------------------------------
-    def _inbox_type(self) -> type[asyncio.Queue[Any]]:
-        adapter = self
-
-        class Inbox(asyncio.Queue):  # type: ignore[type-arg]
-            """aiomqtt's incoming queue, replaced: messages go straight into our batch list."""
-
-            def put_nowait(self, item: Any) -> None:
-                adapter._arrived(item)
-
-        return Inbox
-
-    def _arrived(self, message: Any) -> None:
+    def _arrived(self, _client: Any, _userdata: Any, message: Any) -> None:
+        """paho's on_message, in the event loop's thread: keep the message for the consumer.
+        (Set on paho directly: aiomqtt's own message objects and queue cost more than the
+        decoding of a small payload.)"""
+        if message.dup:
+            self.stats.redelivered += 1
         if not self.manual and message.qos == 0 and len(self._pending) >= 4 * BURST + 100_000:
             self.stats.dropped += 1  # QoS 0 faster than we can decode: the protocol allows loss
             return
@@ -146,9 +141,11 @@ class MqttAdapter:
 
     async def _connect_and_consume(self) -> None:
         self._recorder.last = None
-        client = make_client(self.cfg, self.machine, self._inbox_type(), logger=self._paho_log)
+        client = make_client(self.cfg, self.machine, logger=self._paho_log)
+        inner = paho_of(client)
+        inner.on_message = self._arrived
         if self.manual:
-            paho_of(client).manual_ack_set(True)  # before connecting: a resumed session delivers at once
+            inner.manual_ack_set(True)  # before connecting: a resumed session delivers at once
         self._lost = None
         async with client:
             buffer_reads(client)
@@ -187,7 +184,7 @@ class MqttAdapter:
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Wait for the connection to drop (aiomqtt ends its message iterator then)."""
         try:
-            async for _ in client.messages:  # our inbox never feeds it; it only ends on disconnect
+            async for _ in client.messages:  # never fed (see _arrived); it only ends on disconnect
                 pass
         except aiomqtt.MqttError as exc:
             self._lost = exc
@@ -298,7 +295,10 @@ class MqttAdapter:
             try:
                 while session.open and any(not b.done for b in session.inflight):
                     await asyncio.sleep(0)  # let the current burst's put() queue first
-                    await flush()
+                    # ask again every 10 ms rather than only when the last flush returned: a
+                    # flush can wait a whole flush interval behind a longer queue
+                    poke = asyncio.ensure_future(flush())
+                    await asyncio.wait({poke}, timeout=FLUSH_POKE)
             finally:
                 self._flushing = False
 
@@ -359,7 +359,11 @@ class MqttAdapter:
             stats.messages += 1
             if message.retain and not retained:
                 continue
-            topic = message.topic.value
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:  # a topic that is not UTF-8 matches no filter of ours
+                stats.unmatched += 1
+                continue
             targets = self._targets.get(topic) or self.targets(topic)
             if not targets:
                 stats.unmatched += 1

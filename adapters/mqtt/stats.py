@@ -36,6 +36,7 @@ class PayloadStats:
         self.empty = 0
         self.dropped = 0
         self.acked = 0
+        self.redelivered = 0  # messages the broker marked as sent before (DUP): at-least-once
         self.bad: dict[str, int] = {}
         self.bad_timestamps: dict[str, int] = {}
         self.samples: dict[str, dict[str, Any]] = {}
@@ -66,6 +67,7 @@ class PayloadStats:
         extra["unmatched"] = self.unmatched
         extra["empty"] = self.empty
         extra["acked"] = self.acked
+        extra["redelivered"] = self.redelivered
         if self.dropped:
             extra["dropped"] = self.dropped
         extra["bad_payloads"] = dict(self.bad)
