@@ -38,3 +38,11 @@ async def test_golden(sample_run, publisher, prefix, topic, payload, expected):
             assert reading.ts == ts
         else:  # receive time
             assert abs(reading.ts - sample_run.health.last_ok) < 60_000_000
+
+
+def test_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("MQTT_PASSWORD", "secret")
+    config = load_config(SAMPLE.parents[2] / "config" / "mqtt-sensors.yaml")
+    assert config.counts() == (3, 3, 7)
+    stack = config.machines[2].sources[0].tags[0]
+    assert stack.is_template and stack.template.filter == "stacklight/line2/+/+"
