@@ -88,7 +88,7 @@ class ModbusAdapter:
         self.machine = ctx.machine.id
         self.plan = build_plan(self.source)
         self.min_requests = sum(len(blocks) for blocks in self.plan.values())
-        self.tags = [b.key for blocks in self.plan.values() for blk in blocks for b in blk.items]
+        self.all_tags = [it.key for blocks in self.plan.values() for b in blocks for it in b.items]
         self.bad: set[str] = set()  # tags whose BAD reading was already handed over
         self.jitter: deque[float] = deque(maxlen=JITTER_SAMPLES)  # seconds late, per scan
         self.overruns = 0
@@ -149,9 +149,14 @@ class ModbusAdapter:
         self.scans += 1
         self.requests = 0
         readings: list[Reading] = []
+        failed = link.failed_connects
         if not await link.ensure_connected():
-            self._all_bad(readings, f"cannot connect to {link.where}; retrying in "
-                          f"{link.backoff:.1f} s (check power, cable, address and port)")
+            if link.failed_connects != failed:  # an attempt failed now (not just waiting)
+                self.ctx.health.error(
+                    f"{self._where}: cannot connect to {link.where}; retrying in "
+                    f"{link.backoff:.1f} s (check power, cable, address and port)",
+                    connected=False)
+            self._mark_bad(self.all_tags, readings, now_us())
         else:
             try:
                 ok = await self._read_all(link, readings)
@@ -258,8 +263,7 @@ class ModbusAdapter:
 
     def _all_bad(self, readings: list[Reading], message: str) -> None:
         self.ctx.health.error(f"{self._where}: {message}", connected=False)
-        tags = [item.key for blocks in self.plan.values() for b in blocks for item in b.items]
-        self._mark_bad(tags, readings, now_us())
+        self._mark_bad(self.all_tags, readings, now_us())
 
 
 def percentile(samples: Sequence[float] | deque[float], q: float) -> float:

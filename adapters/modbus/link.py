@@ -65,6 +65,7 @@ class Link:
         self.next_attempt = 0.0
         self.users = 0
         self.connects = 0
+        self.failed_connects = 0
         self._lock = asyncio.Lock()
 
     @property
@@ -86,11 +87,14 @@ class Link:
             loop = asyncio.get_running_loop()
             if loop.time() < self.next_attempt:
                 return False
-            if await self.client.connect():
+            connected = await self.client.connect()
+            _honour_cancel()
+            if connected:
                 self.delay = self.min_delay
                 self.connects += 1
                 return True
             self.client.close()
+            self.failed_connects += 1
             self.next_attempt = loop.time() + self.delay
             self.delay = min(self.delay * 2, self.max_delay)
             return False
@@ -104,12 +108,23 @@ class Link:
         ConnectionException when not connected."""
         client = self.client
         if kind == "holding":
-            return await client.read_holding_registers(start, count=count, device_id=unit)
-        if kind == "input":
-            return await client.read_input_registers(start, count=count, device_id=unit)
-        if kind == "coil":
-            return await client.read_coils(start, count=count, device_id=unit)
-        return await client.read_discrete_inputs(start, count=count, device_id=unit)
+            response = await client.read_holding_registers(start, count=count, device_id=unit)
+        elif kind == "input":
+            response = await client.read_input_registers(start, count=count, device_id=unit)
+        elif kind == "coil":
+            response = await client.read_coils(start, count=count, device_id=unit)
+        else:
+            response = await client.read_discrete_inputs(start, count=count, device_id=unit)
+        _honour_cancel()
+        return response
+
+
+def _honour_cancel() -> None:
+    """On Python 3.11 asyncio.wait_for (used inside pymodbus) drops a cancellation that
+    arrives together with the answer; raise it here so a stopping source really stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 _LINKS: dict[tuple[Any, ...], Link] = {}

@@ -95,22 +95,28 @@ def plan_blocks(items: Sequence[Item[K]], max_count: int, max_gap: int) -> list[
 
 
 def split_block(block: Block[K], max_count: int) -> list[Block[K]] | None:
-    """Smaller requests for a block the device refused as an illegal address, or None when
-    the block is a single item (that item's address itself is wrong).
+    """Two smaller requests for a block the device refused as an illegal address, or None
+    when the block is a single item (then that item's own address is wrong).
 
-    Unused registers inside the block are the usual culprit, so first drop every gap; a block
-    without gaps is cut in two halves by items."""
-    if len(block.items) <= 1 and not block.has_gaps():
-        return None
-    if block.has_gaps():
-        parts = plan_blocks(block.items, max_count, 0)
-        if len(parts) > 1 or parts[0].count < block.count:
-            return parts
+    Unused registers the block read through are the usual culprit, so it is cut at its
+    largest run of them; a block without unused registers is cut in half by items."""
     items = sorted(block.items, key=lambda it: (it.start, it.stop))
-    if len(items) <= 1:
-        return None
-    half = len(items) // 2
-    return plan_blocks(items[:half], max_count, 0) + plan_blocks(items[half:], max_count, 0)
+    cut, widest, end = 0, 0, items[0].stop
+    for index in range(1, len(items)):
+        hole = items[index].start - end
+        if hole > widest:
+            cut, widest = index, hole
+        end = max(end, items[index].stop)
+    if not cut:
+        if len(items) <= 1:
+            return None
+        cut = len(items) // 2
+    return [_block_of(items[:cut]), _block_of(items[cut:])]
+
+
+def _block_of(items: list[Item[K]]) -> Block[K]:
+    start = min(it.start for it in items)
+    return Block(start, max(it.stop for it in items) - start, items)
 
 
 def minimum_requests(items: Sequence[Item[K]], max_count: int, max_gap: int) -> int:

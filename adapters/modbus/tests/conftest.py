@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -79,8 +78,8 @@ class Running:
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            done, _ = await asyncio.wait([self.task], timeout=10)
+            assert done, "the adapter ignored its cancellation"
 
 
 @pytest.fixture
