@@ -1,6 +1,6 @@
 """The status page at `/`: one self-refreshing screen of every machine, tag and source.
 
-The page itself and its three files are served without an API key; the page then reads the
+The page itself and its files are served without an API key; the page then reads the
 same public REST API as everyone else (asking for a key, kept in the browser, when the API
 wants one). Nothing is fetched from the internet, so it works on an isolated plant network.
 """
@@ -20,7 +20,7 @@ from api.deps import runtime
 router = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).resolve().parent / "static"
-ASSETS = {"status.css": "text/css", "status.js": "text/javascript",
+ASSETS = {"status.css": "text/css", "status.js": "text/javascript", "draw.js": "text/javascript",
           "favicon.svg": "image/svg+xml"}  # the only files served: no path is taken from a URL
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate, so a new version shows after an update
 

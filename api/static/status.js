@@ -8,9 +8,9 @@
   // bucket sizes by how much history there is: a fresh collector gets a useful line too
   const TIERS = [[3 * 60e3, "2s", 2e3, 5000], [20 * 60e3, "10s", 10e3, 10000],
     [Infinity, "1m", 60e3, 30000]]; // [history shorter than, bucket, bucket ms, refresh ms]
-  const MIN_SPAN_MS = 60e3;
+  const MIN_SPAN_MS = 30e3;
   const KEY_STORE = "collector.apiKey";
-  const SVG = "http://www.w3.org/2000/svg";
+  const { sparkline, fmtNumber, fmtInt, fmtSeconds, fmtAge, clock } = window.StatusDraw;
 
   const $ = (id) => document.getElementById(id);
   let apiKey = localStorage.getItem(KEY_STORE) || "";
@@ -238,10 +238,10 @@
       h.querySelector(".conn").textContent = health.connected
         ? (health.last_ok ? "connected" : "connected, no data yet") : "not connected";
       const facts = [];
-      if (health.scan_time != null) facts.push(`scan ${fmtSeconds(health.scan_time)}`);
+      if (health.connected && health.scan_time) facts.push(`scan ${fmtSeconds(health.scan_time)}`);
       if (health.last_ok) facts.push(span("", "", "span", { ts: health.last_ok, prefix: "data ", suffix: " ago" }));
-      if (health.errors) facts.push(`${fmtInt(health.errors)} errors`);
-      if (health.restarts) facts.push(`${fmtInt(health.restarts)} restarts`);
+      if (health.errors) facts.push(plural(health.errors, "error"));
+      if (health.restarts) facts.push(plural(health.restarts, "restart"));
       const f = h.querySelector(".facts");
       f.replaceChildren();
       facts.forEach((x, i) => { if (i) f.append(" · "); f.append(x); });
@@ -346,7 +346,8 @@
       historyStart.set(machine, first);
       if (tier(first) !== before) items = await aggregate(machine, range(first), t1, tier(first)[1]);
     }
-    const [, , bucketMs, every] = tier(first);
+    const [, , bucketMs, slow] = tier(first);
+    const every = first === undefined ? 4000 : slow; // nothing stored yet: look again soon
     // the line spans the history there is, up to an hour, so a young one is readable too
     const t0 = Math.min(t1 - MIN_SPAN_MS, Math.max(t1 - HOUR_MS, first === undefined ? t1 : first));
     sparks.set(machine, { at: Date.now(), every, t0, t1, bucketMs,
@@ -357,58 +358,6 @@
     const q = new URLSearchParams({ machine, start: String(Math.floor(start)),
       end: String(Math.ceil(end)), bucket });
     return (await get(`/api/v1/readings/aggregate?${q}`)).items;
-  }
-
-  function sparkline(buckets, s, kind) {
-    const numeric = buckets.filter((b) => b.avg !== null || b.count);
-    if (!numeric.some((b) => b.avg !== null)) return document.createTextNode("");
-    const W = 120, H = 30, pad = 2;
-    let lo = Infinity, hi = -Infinity;
-    for (const b of numeric) {
-      if (b.min !== null) lo = Math.min(lo, b.min);
-      if (b.max !== null) hi = Math.max(hi, b.max);
-    }
-    if (kind === "bool") { lo = 0; hi = 1; }
-    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
-    const x = (ms) => ((ms - s.t0) / (s.t1 - s.t0)) * W;
-    const y = (v) => H - pad - ((v - lo) / (hi - lo)) * (H - 2 * pad);
-    // split into runs where the signal went bad (a bucket ending in a bad reading): the gap
-    // a device that stopped answering leaves. Buckets without readings are no gap: a value
-    // that does not change is only stored again at its heartbeat.
-    const runs = [];
-    let run = [];
-    for (const b of numeric) {
-      if (b.avg !== null) run.push({ at: Date.parse(b.start) + s.bucketMs / 2, b });
-      if (b.last === null && run.length) { runs.push(run); run = []; }
-    }
-    if (run.length) runs.push(run);
-    const tail = numeric[numeric.length - 1];
-    const holds = tail.avg !== null && tail.last !== null; // the newest bucket ended good
-    const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    svg.setAttribute("preserveAspectRatio", "none");
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `last ${Math.round((s.t1 - s.t0) / 60e3)} min, ` +
-      `${fmtNumber(lo)} to ${fmtNumber(hi)}`);
-    for (const r of runs) {
-      const pts = r.map((p) => [x(p.at), y(p.b.avg)]);
-      // the newest value holds until it changes: carry it on to now
-      if (holds && r === runs[runs.length - 1]) pts.push([W, y(Number(tail.last))]);
-      if (pts.length === 1) pts.push([pts[0][0] + 1, pts[0][1]]);
-      if (kind !== "bool") {
-        const band = [...r.map((p) => `${x(p.at)},${y(p.b.max)}`),
-          ...r.slice().reverse().map((p) => `${x(p.at)},${y(p.b.min)}`)];
-        svg.append(svgEl("polygon", { class: "band", points: band.join(" ") }));
-      }
-      svg.append(svgEl("polyline", { class: "line", points: pts.map((p) => p.join(",")).join(" ") }));
-    }
-    return svg;
-  }
-
-  function svgEl(name, attrs) {
-    const el = document.createElementNS(SVG, name);
-    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
-    return el;
   }
 
   // ----------------------------------------------------------------------- clock and ages
@@ -456,32 +405,7 @@
 
   function div(cls) { return span(cls, "", "div"); }
 
-  function fmtNumber(v) {
-    if (!isFinite(v)) return String(v);
-    if (Number.isInteger(v)) return v.toLocaleString();
-    const a = Math.abs(v);
-    const d = a >= 100 ? 1 : a >= 1 ? 2 : 3;
-    return v.toLocaleString(undefined, { minimumFractionDigits: d, maximumFractionDigits: d });
-  }
-
-  function fmtInt(n) { return Number(n).toLocaleString(); }
-
-  function fmtSeconds(s) {
-    return s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`;
-  }
-
-  function fmtAge(ms) {
-    const s = Math.max(0, ms) / 1000;
-    if (s < 10) return `${s.toFixed(1)} s`;
-    if (s < 90) return `${Math.round(s)} s`;
-    if (s < 90 * 60) return `${Math.round(s / 60)} min`;
-    if (s < 48 * 3600) return `${Math.round(s / 3600)} h`;
-    return `${Math.round(s / 86400)} d`;
-  }
-
-  function clock(t) {
-    return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-  }
+  function plural(n, word) { return `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`; }
 
   refresh();
   setInterval(refresh, REFRESH_MS);
