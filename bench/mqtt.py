@@ -181,8 +181,9 @@ def main() -> int:
     parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1)
     parser.add_argument("--version", choices=("3.1.1", "5"), default="3.1.1")
     parser.add_argument("--rate", type=float, default=0, help="publish rate limit, msgs/s (0 = flat out)")
-    parser.add_argument("--max-inflight", type=int, default=10_000)
-    parser.add_argument("--broker-inflight", type=int, default=10_000,
+    parser.add_argument("--max-inflight", type=int, default=40_000,
+                        help="the source's max_inflight (QoS 1: unacknowledged messages at once)")
+    parser.add_argument("--broker-inflight", type=int, default=40_000,
                         help="Mosquitto's max_inflight_messages (its window for MQTT 3.1.1)")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json", action="store_true", help="print one JSON line")

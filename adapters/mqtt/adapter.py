@@ -173,9 +173,10 @@ class MqttAdapter:
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         if not self.filters:
             return
-        granted = await client.subscribe([(f, self.cfg.qos) for f in self.filters])
+        wanted: list[tuple[str, int]] = [(f, self.cfg.qos) for f in self.filters]
+        granted: Any = await client.subscribe(wanted)
         refused = [f for f, code in zip(self.filters, granted, strict=False)
-                   if (code.is_failure if hasattr(code, "is_failure") else code >= 0x80)]
+                   if (code.is_failure if hasattr(code, "is_failure") else int(code) >= 0x80)]
         if refused:
             self.health.error(f"broker {self.cfg.broker} refused the subscription to "
                               f"{', '.join(refused)} (check the broker's ACL for this user)")

@@ -43,7 +43,7 @@ class MqttTagConfig(TagConfig):
     """One value taken from the messages on a topic (or a family of topics)."""
 
     # a plain tag name, or a template such as "{tag}" / "temp_{probe}" bound by the topic
-    name: str = Field(min_length=1, max_length=64)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=64)
     topic: str
     json_path: str | None = Field(None, alias="json")  # dotted path into a JSON payload
     timestamp: str | None = None  # dotted path to the device time in the JSON payload
@@ -118,7 +118,7 @@ class MqttSourceConfig(SourceConfig):
     qos: Literal[0, 1, 2] = 1
     clean_session: bool | None = None  # default: persistent session when qos >= 1
     session_expiry: Duration = 7 * 86400.0  # MQTT 5: how long the broker keeps a persistent session
-    max_inflight: int = Field(1000, ge=1, le=65535)  # unacknowledged QoS>=1 messages at once
+    max_inflight: int = Field(10_000, ge=1, le=65535)  # unacknowledged QoS>=1 messages at once
     max_payload: ByteSize = 256 * 1024  # larger messages are counted as bad, not decoded
     retained: bool = True  # take retained messages (the broker's last value) at subscribe time
     reconnect_delay: Duration = 1.0  # first wait after a lost connection; doubles up to the max

@@ -102,10 +102,10 @@ class BufferedSocket:
         return len(self._buf) - self._pos + held
 
     def send(self, data: bytes) -> int:
-        return self._sock.send(data)  # type: ignore[no-any-return]
+        return self._sock.send(data)
 
     def fileno(self) -> int:
-        return self._sock.fileno()  # type: ignore[no-any-return]
+        return self._sock.fileno()
 
     def close(self) -> None:
         self._sock.close()
@@ -125,7 +125,7 @@ def buffer_reads(client: aiomqtt.Client) -> bool:
     sock = getattr(inner, "_sock", None)
     if sock is None or isinstance(sock, BufferedSocket) or not hasattr(sock, "recv"):
         return False
-    inner._sock = BufferedSocket(sock, asyncio.get_running_loop())  # noqa: SLF001
+    inner._sock = BufferedSocket(sock, asyncio.get_running_loop())  # type: ignore[assignment]  # noqa: SLF001
     return True
 
 

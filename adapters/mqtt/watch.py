@@ -238,7 +238,7 @@ def handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register `collector mqtt-watch`."""
     p = subparsers.add_parser(
         "mqtt-watch", help="show live MQTT topics, rates and payload shapes; print YAML tag lines",
