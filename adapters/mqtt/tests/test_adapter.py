@@ -92,3 +92,30 @@ async def test_bad_payloads_counted_and_bad_quality(run_adapter, publisher, pref
     assert details["bad_timestamps"] == {"value": 1}
     sample = details["bad_samples"]["value"]
     assert sample["topic"] == topic and "timestamp" in sample["error"]
+
+
+async def test_qos2_acknowledged_after_commit(run_adapter, publisher, prefix):
+    topic = f"{prefix}/q2"
+    cfg = config_with([source([{"name": "v", "topic": topic}], qos=2)])
+    run = await run_adapter(cfg)
+    run.sink.durable_delay = 0.05
+    for i in range(20):
+        publisher.publish(topic, str(i), qos=2)
+    await wait_for(lambda: run.health.extra.get("acked", 0) == 20)
+    assert [r.value for r in run.sink.readings] == list(range(20))
+    assert run.sink.waited >= 1 and run.health.extra["inflight"] == 0
+
+
+async def test_retained_messages_can_be_ignored(run_adapter, publisher, prefix):
+    topic = f"{prefix}/retained"
+    publisher.publish(topic, "1", retain=True)
+    try:
+        ignoring = await run_adapter(config_with([source([{"name": "v", "topic": topic}],
+                                                         retained=False)]))
+        taking = await run_adapter(config_with([source([{"name": "v", "topic": topic}])]))
+        await wait_for(lambda: len(taking.sink.readings) == 1)
+        publisher.publish(topic, "2")
+        await wait_for(lambda: len(ignoring.sink.readings) == 1)
+        assert [r.value for r in ignoring.sink.readings] == [2]
+    finally:
+        publisher.publish(topic, b"", retain=True)  # clear the broker's copy
