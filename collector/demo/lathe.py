@@ -13,7 +13,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from asyncua import Server, ua
 
@@ -82,6 +82,12 @@ VARIABLES: dict[str, tuple[str | int, ua.VariantType]] = {
 }
 
 
+def node_id(ident: str | int, namespace: int) -> ua.NodeId:
+    """`ns=2;s=Lathe03.Mode` or `ns=2;i=1001`, the forms the config reads."""
+    kind = "i" if isinstance(ident, int) else "s"
+    return ua.NodeId.from_string(f"ns={namespace};{kind}={ident}")
+
+
 class LatheSimulator:
     """The lathe's OPC UA server, its variables kept up to date by `run()`."""
 
@@ -101,11 +107,11 @@ class LatheSimulator:
         server.set_server_name("Lathe 03 retrofit kit (demo)")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         idx = await server.register_namespace(NAMESPACE)
-        lathe = await server.nodes.objects.add_object(ua.NodeId("Lathe03", idx),
+        lathe = await server.nodes.objects.add_object(node_id("Lathe03", idx),
                                                       ua.QualifiedName("Lathe03", idx))
         values = self.model.values()
         for name, (ident, vtype) in VARIABLES.items():
-            node = await lathe.add_variable(ua.NodeId(ident, idx), ua.QualifiedName(name, idx),
+            node = await lathe.add_variable(node_id(ident, idx), ua.QualifiedName(name, idx),
                                             ua.Variant(values[name], vtype))
             self.nodes[name] = node.nodeid
         await server.start()
@@ -126,7 +132,7 @@ class LatheSimulator:
 
     async def publish(self) -> None:
         """Write the variables that changed, stamped with the time they changed."""
-        stamp = datetime.now(UTC)
+        stamp = cast(ua.DateTime, datetime.now(UTC))
         for name, value in self.model.values().items():
             if self.written.get(name) == value:
                 continue
