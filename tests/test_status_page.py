@@ -30,10 +30,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = ROOT / "test-artifacts"
 INSTALL = "apt-get install -y chromium && .venv/bin/pip install playwright"
 
-sync_api = pytest.importorskip("playwright.sync_api",
-                               reason=f"Playwright for Python is not installed ({INSTALL})")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed ({INSTALL})", allow_module_level=True)
+try:
+    from playwright import sync_api
+except ImportError:  # the browser tests skip, naming what to install
+    sync_api = None
 
 # What the page shows, read from the DOM the way a person reads it.
 READ_CARDS = """() => [...document.querySelectorAll('.card')].map(c => ({
@@ -53,6 +53,11 @@ READ_CARDS = """() => [...document.querySelectorAll('.card')].map(c => ({
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless; the test skips, naming the install steps, without it."""
+    if sync_api is None:
+        pytest.skip(f"Playwright for Python is not installed ({INSTALL})")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed ({INSTALL})")
     with sync_api.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
@@ -267,3 +272,29 @@ def test_some_down_no_data_errors_and_the_api_key(browser: Any,
     wait_for(page, shown, time.monotonic() + 15, "values after a reload")
     assert page.is_hidden("#keyform")
     assert page.errors == []
+
+
+async def test_page_and_assets_need_no_key_and_nothing_else_is_served() -> None:
+    from types import SimpleNamespace
+
+    from api.app import create_app
+
+    config = SimpleNamespace(box="<line2>", api=SimpleNamespace(api_keys=["k"], cors_origins=[]))
+    app = create_app(SimpleNamespace(config=config))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://box") as client:
+        page = await client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<title>&lt;line2&gt; · machine status</title>" in page.text  # the box, escaped
+        assert page.headers["cache-control"] == "no-cache"
+        assert "cdn" not in page.text.lower() and "https://" not in page.text  # works offline
+        for name, kind in (("status.js", "text/javascript"), ("draw.js", "text/javascript"),
+                           ("status.css", "text/css"), ("favicon.svg", "image/svg+xml")):
+            asset = await client.get(f"/static/{name}")
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+            assert f"/static/{name}" in page.text
+        missing = await client.get("/static/index.html")
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "no file 'index.html' here; the status page is at /"
+        for path in ("/static/..%2fstatus.py", "/static/%2e%2e/app.py", "/static/../api/app.py"):
+            assert (await client.get(path)).status_code == 404
