@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,13 @@ def test_some_down_no_data_errors_and_the_api_key(browser: Any,
     assert page.errors == []
 
 
-async def test_page_and_assets_need_no_key_and_nothing_else_is_served() -> None:
+def test_page_and_assets_need_no_key_and_nothing_else_is_served() -> None:
+    # in a thread of its own: Playwright's sync API keeps an event loop busy in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _page_and_assets()).result(60)
+
+
+async def _page_and_assets() -> None:
     from types import SimpleNamespace
 
     from api.app import create_app
