@@ -103,6 +103,7 @@ class Pipeline:
         self.max_queued = 0  # high-water mark, for tests and health
         self._wake = asyncio.Event()
         self._flush_now = False
+        self._waiters = 0  # queued entries whose producer awaits durability
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.ledger_ok = True
@@ -139,7 +140,13 @@ class Pipeline:
         self.queued += len(kept)
         if self.queued > self.max_queued:
             self.max_queued = self.queued
-        if first or self.queued >= self.config.batch_size:
+        if done is not None:
+            # someone waits for durability (an MQTT ack): write at the next turn; whatever
+            # arrives while that write runs goes into the following one (group commit)
+            self._waiters += 1
+            self._flush_now = True
+            self._wake.set()
+        elif first or self.queued >= self.config.batch_size:
             self._wake.set()  # first entry starts the flush timer; a full batch goes at once
         if done is not None:
             await asyncio.shield(done)
@@ -151,6 +158,7 @@ class Pipeline:
             return
         done = asyncio.get_running_loop().create_future()
         self._queue.append(_Entry([], done))
+        self._waiters += 1
         self._flush_now = True
         self._wake.set()
         await asyncio.shield(done)
@@ -211,7 +219,8 @@ class Pipeline:
             for e in entries:
                 if e.done is not None and not e.done.done():
                     e.done.set_result(None)
-            if not self._flush_now and not self._stopping and self.queued < self.config.batch_size:
+            if (not self._flush_now and not self._stopping and not self._waiters
+                    and self.queued < self.config.batch_size):
                 break
 
     async def _write(self, batch: list[Reading]) -> bool:
@@ -268,6 +277,8 @@ class Pipeline:
             entry = self._queue.popleft()
             taken.append(entry)
             count += len(entry.readings)
+            if entry.done is not None:
+                self._waiters -= 1
         self.queued -= count
         return taken
 

@@ -45,7 +45,7 @@ def configured_series(config: CollectorConfig) -> list[SeriesInfo]:
     for machine in config.machines:
         for source in machine.sources:
             for tag in source.tags:
-                if "{" in tag.name:  # a template bound at run time (MQTT topic levels)
+                if "{" in tag.name or getattr(tag, "is_template", False):  # bound at run time
                     continue
                 out.append(SeriesInfo(machine.id, tag.name, tag.unit, source.id, source.protocol))
     return out
