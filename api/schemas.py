@@ -121,4 +121,5 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Error, "description": "a parameter is invalid; `detail` says which"},
     401: {"model": Error, "description": "API keys are configured and none valid was given"},
     404: {"model": Error, "description": "unknown machine or tag; `detail` names it"},
+    503: {"model": Error, "description": "the ledger database did not answer; retry later"},
 }
