@@ -14,7 +14,7 @@ import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from collector.model import Value
 
@@ -43,9 +43,18 @@ def value_json(value: float | None, text: str | None, kind: str | None) -> str:
     return repr(float(value))
 
 
-def json_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return Response(text.encode(), media_type="application/json", headers=headers)
+def any_json(value: Value) -> str:
+    """A presented value (number, bool, text or None) as JSON text; NaN and infinity as null."""
+    cls = value.__class__
+    if cls is float:
+        return repr(value) if math.isfinite(value) else "null"  # type: ignore[arg-type]
+    if value is None:
+        return "null"
+    if cls is bool:
+        return "true" if value else "false"
+    if cls is int:
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def csv_cell(value: Any) -> Any:

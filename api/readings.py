@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from api.buckets import aggregate_windows
 from api.deps import require_key, runtime
 from api.lookup import resolve_series
-from api.output import CSV_TYPE, QUALITY, clean, csv_response, json_response, value_json
+from api.output import CSV_TYPE, QUALITY, any_json, csv_response, value_json
 from api.params import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -141,10 +141,13 @@ async def get_aggregate(
             f"the answer could hold {per_series * len(series)} buckets ({len(series)} tags x "
             f"{per_series}); JSON answers hold at most {MAX_JSON_BUCKETS}: choose fewer tags, "
             "a larger bucket or a shorter range, or use format=csv")
-    items = []
+    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"start":"'
+             for sid, tag in names.items()}
+    parts = []
     async for window in windows:
-        items.extend(
-            {"machine": machine, "tag": names[b.series_id], "start": format_ts_fast(b.start),
-             "count": b.count, "min": clean(b.min), "max": clean(b.max), "avg": clean(b.avg),
-             "last": clean(b.last)} for b in window)
-    return json_response({"items": items})
+        parts.append(",".join([
+            f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
+            f'"min":{any_json(b.min)},"max":{any_json(b.max)},"avg":{any_json(b.avg)},'
+            f'"last":{any_json(b.last)}}}' for b in window]))
+    body = '{"items":[' + ",".join(p for p in parts if p) + "]}"
+    return Response(body.encode(), media_type="application/json")
