@@ -47,18 +47,19 @@ async def machine_series(rt: Any, machine: str) -> list[Series]:
     return found
 
 
-async def cached_series(ledger: Any, machine: str, fresh: bool = False) -> list[Series]:
-    """A machine's series, reused for SERIES_TTL seconds: the list is read by every request
-    and changes only when a tag is added."""
+async def cached_series(ledger: Any, machine: str | None, fresh: bool = False) -> list[Series]:
+    """A machine's series (every series for None), reused for SERIES_TTL seconds: the list
+    is read by every request and changes only when a tag is added."""
     cache = _series_cache.setdefault(ledger, {})
-    hit = cache.get(machine)
+    key = "\x00" if machine is None else machine
+    hit = cache.get(key)
     now = time.monotonic()
     if hit is not None and not fresh and now < hit[0]:
         return hit[1]
     found = await ledger.series(machine)
     if found:  # a series still without a kind gets one with its first value: look again soon
         ttl = SERIES_TTL if all(s.kind for s in found) else SERIES_TTL / 8
-        cache[machine] = (now + ttl, found)
+        cache[key] = (now + ttl, found)
     return found
 
 
