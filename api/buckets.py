@@ -17,6 +17,7 @@ from collector.model import datetime_from_us, us_from_datetime
 
 US_PER_S = 1_000_000
 ROWS_PER_WINDOW = 50_000
+_LAST_SAFE = 253_402_041_600 * US_PER_S  # 9999-12-29T00:00:00Z
 _PROBE_STEP = 7 * 86_400 * US_PER_S  # offsets change at most once a week in every real zone
 
 
@@ -24,6 +25,7 @@ def utc_offset(tz: ZoneInfo | None, ts: int) -> int:
     """The zone's UTC offset at instant `ts`, in µs."""
     if tz is None:
         return 0
+    ts = min(max(ts, 0), _LAST_SAFE)  # a local time past 9999-12-31 cannot be represented
     off = datetime.fromtimestamp(ts // US_PER_S, UTC).astimezone(tz).utcoffset()
     return int(off.total_seconds()) * US_PER_S if off is not None else 0
 
@@ -61,8 +63,11 @@ def _bucket_start(start: int, offset: int, tz: ZoneInfo | None) -> int:
     segment, which is wrong when the bucket began before an offset change."""
     if tz is None or utc_offset(tz, start) == offset:
         return start
-    local = datetime_from_us(start + offset).replace(tzinfo=None)
-    return us_from_datetime(local.replace(tzinfo=tz))
+    try:
+        local = datetime_from_us(start + offset).replace(tzinfo=None)
+        return us_from_datetime(local.replace(tzinfo=tz))
+    except (OverflowError, ValueError):  # at the very end of year 9999
+        return start
 
 
 def _merge(a: BucketStats, b: BucketStats) -> BucketStats:

@@ -223,3 +223,21 @@ async def test_sqlite_and_postgresql_give_the_same_answers(tmp_path) -> None:
         await pg.close()
         _psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
+
+
+async def test_edges_of_time_are_answered(api_env) -> None:  # noqa: F811
+    rt, client = api_env
+    last_ms, first_ms = 253_402_300_799_999, -62_135_596_800_000  # 9999-12-31 and 0001-01-01
+    await rt.ledger.write([Reading("press07", "motor_current", last_ms * 1000 - 5 * S, 1.0),
+                           Reading("press07", "motor_current", 1000 * S, 2.0)])
+    ten_days = 10 * 86_400_000
+    for zone in ("Asia/Tokyo", "America/Chicago", "UTC"):
+        for start, end in ((last_ms - ten_days, last_ms), (first_ms, first_ms + ten_days),
+                           (first_ms, last_ms)):
+            for path in (URL, "/api/v1/readings"):
+                r = await client.get(path, params={"machine": "press07", "start": start,
+                                                   "end": end, "bucket": "1d", "tz": zone})
+                assert r.status_code in (200, 400), (zone, start, end, r.text)
+    r = await client.get(URL, params={"machine": "press07", "start": last_ms - ten_days,
+                                      "end": last_ms, "bucket": "1d", "tz": "Asia/Tokyo"})
+    assert [(i["count"], i["last"]) for i in r.json()["items"]] == [(1, 1.0)]

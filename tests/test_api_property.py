@@ -181,7 +181,13 @@ def test_our_formats_never_break_the_api(ledger_target: tuple[str, str | None]) 
                             st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).decode())),
         "format": st.sampled_from(["json", "csv", "xml"]),
         "bucket": BUCKETS, "tz": ZONES})
-    requests = st.one_of(plausible, fuzzy)
+    edge = st.sampled_from(["253402300799999", "253401436799999", "-62135596800000",
+                            "-62134732800000", "0", "86400000", "9999-12-31T23:59:59.999-12:00",
+                            "0001-01-01T00:00:00+14:00"])
+    edges = st.fixed_dictionaries({"machine": st.just("press07"), "start": edge, "end": edge,
+                                   "bucket": st.sampled_from(["1h", "1d"]), "tz": ZONES,
+                                   "format": st.sampled_from(["json", "csv"])})
+    requests = st.one_of(plausible, fuzzy, edges)
 
     async def one(path: str, params: dict[str, Any]) -> None:
         r = await client.get(path, params=params)
