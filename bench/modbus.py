@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -132,7 +133,7 @@ def quantile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] if ordered else 0.0
 
 
-async def measure(folder: Path, ports: list[int], seconds: float, warmup: float) -> dict[str, object]:
+async def measure(folder: Path, ports: list[int], seconds: float, warmup: float) -> dict[str, Any]:
     from adapters.base import registry
     from adapters.modbus.adapter import ModbusAdapter
     from collector.config import parse_config
@@ -141,9 +142,10 @@ async def measure(folder: Path, ports: list[int], seconds: float, warmup: float)
     created: list[ModbusAdapter] = []
     spec = registry()["modbus"]
 
-    def recording_factory(ctx):  # type: ignore[no-untyped-def]
+    def recording_factory(ctx: Any) -> Any:
         adapter = spec.factory(ctx)
-        created.append(adapter)  # type: ignore[arg-type]
+        assert isinstance(adapter, ModbusAdapter)
+        created.append(adapter)
         return adapter
 
     registry()["modbus"] = dataclasses.replace(spec, factory=recording_factory)
@@ -159,7 +161,7 @@ async def measure(folder: Path, ports: list[int], seconds: float, warmup: float)
             await asyncio.sleep(seconds)
             cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
             jitter = [j for a in created for j in a.jitter]
-            result = {
+            result: dict[str, Any] = {
                 "sources": len(created),
                 "tags": sum(len(a.all_tags) for a in created),
                 "scans": sum(a.scans for a in created) - scans0,
@@ -208,7 +210,7 @@ async def measure_polling_only(ports: list[int], seconds: float, warmup: float) 
     return share
 
 
-def report(r: dict[str, object]) -> str:
+def report(r: dict[str, Any]) -> str:
     ok = lambda good: "ok" if good else "MISSED"  # noqa: E731
     return "\n".join([
         "== Modbus polling benchmark ==",
@@ -219,7 +221,7 @@ def report(r: dict[str, object]) -> str:
         f"{ok(r['requests_per_scan'] == r['known_minimum'])}",
         f"collector CPU            {100 * r['cpu_share']:.2f}% of one core (target < 4%) "
         f"{ok(r['cpu_share'] < 0.04)}"
-        + (f"; polling alone {100 * r['polling_cpu_share']:.2f}%"  # type: ignore[operator]
+        + (f"; polling alone {100 * r['polling_cpu_share']:.2f}%"
            if "polling_cpu_share" in r else ""),
         f"scan jitter              p50 {r['jitter_p50_ms']:.2f} ms, p99 {r['jitter_p99_ms']:.2f} ms"
         f" (target < 20 ms) {ok(r['jitter_p99_ms'] < 20)}, max {r['jitter_max_ms']:.2f} ms",

@@ -102,14 +102,15 @@ class ModbusAdapter:
     async def run(self) -> None:
         """Poll until cancelled."""
         try:
-            self.link = acquire_link(self.source)
+            link = self.link = acquire_link(self.source)
         except ValueError as exc:
             self.ctx.health.error(f"{self._where}: {exc}", connected=False)
             await asyncio.Event().wait()  # a config conflict: report it and stay idle
+            return
         try:
-            await self._schedule(self.link)
+            await self._schedule(link)
         finally:
-            release_link(self.link)
+            release_link(link)
 
     async def _schedule(self, link: Link) -> None:
         """Fixed-rate ticks: the n-th scan is due at start + n * interval whatever the scans

@@ -104,17 +104,17 @@ def make_decoder(
     pack = packer.pack
     if n == 1:
         def decode_word(regs: Sequence[int], i: int) -> Value:
-            return unpack(pack(regs[i]))[0]  # type: ignore[no-any-return]
+            return unpack(pack(regs[i]))[0]
 
         decode: Decoder = decode_word
     elif words_reversed:
         def decode_reversed(regs: Sequence[int], i: int) -> Value:
-            return unpack(pack(*regs[i : i + n][::-1]))[0]  # type: ignore[no-any-return]
+            return unpack(pack(*regs[i : i + n][::-1]))[0]
 
         decode = decode_reversed
     else:
         def decode_words(regs: Sequence[int], i: int) -> Value:
-            return unpack(pack(*regs[i : i + n]))[0]  # type: ignore[no-any-return]
+            return unpack(pack(*regs[i : i + n]))[0]
 
         decode = decode_words
     if type_ not in FLOAT_TYPES:

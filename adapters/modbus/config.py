@@ -27,7 +27,10 @@ TagType = Literal[
 assert set(TagType.__args__) == set(TYPES)  # type: ignore[attr-defined]
 
 
-def _fail(problems: list[tuple[str, str, Any]]) -> None:
+Problems = list[tuple[str | tuple[Any, ...], str, Any]]  # (field or path, message, value)
+
+
+def _fail(problems: Problems) -> None:
     """Raise all problems at once, each located at its own field (so the path ends in
     `.type`, `.bit`, ... rather than at the tag)."""
     if problems:
@@ -78,7 +81,7 @@ class ModbusTagConfig(TagConfig):
 
     @model_validator(mode="after")
     def _fits(self) -> ModbusTagConfig:
-        problems: list[tuple[str, str, Any]] = []
+        problems: Problems = []
         kind, type_ = self.register, self.value_type
         if kind in BIT_KINDS and type_ != "bool":
             problems.append(("type", f"a {kind} holds a single bit, so its type must be bool "
@@ -149,7 +152,7 @@ class ModbusSourceConfig(SourceConfig):
 
     @model_validator(mode="after")
     def _connection(self) -> ModbusSourceConfig:
-        problems: list[tuple[str, str, Any]] = []
+        problems: Problems = []
         if (self.host is None) == (self.serial is None):
             problems.append(("host", "give either 'host' (Modbus TCP or a serial gateway) or "
                              "'serial' (RTU on a serial port such as /dev/ttyUSB0), not both "

@@ -28,7 +28,7 @@ from .link import describe, make_client
 PAIR_TYPES = ("float32", "int32", "uint32")
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `modbus-scan` to the `collector` command line."""
     p = subparsers.add_parser(
         "modbus-scan",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient as _Client
 
@@ -30,7 +31,7 @@ def reorder(words: list[int], order: str) -> list[int]:
     return words
 
 
-def words(value: object, datatype: T, order: str = "ABCD") -> list[int]:
+def words(value: object, datatype: Any, order: str = "ABCD") -> list[int]:
     return reorder(_Client.convert_to_registers(value, datatype), order)  # type: ignore[arg-type]
 
 

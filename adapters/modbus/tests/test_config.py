@@ -101,6 +101,7 @@ def test_problem_carries_the_line() -> None:
         parse_config(text)
     (problem,) = info.value.problems
     assert problem.path == "machines[0].sources[0].tags[7].byte"
+    assert problem.line is not None
     line = text.splitlines()[problem.line - 1]
     assert "i8_high" in line
 
