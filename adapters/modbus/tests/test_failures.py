@@ -68,7 +68,7 @@ async def test_dead_device_never_delays_another(failure, devices, adapters, sile
     ts = [r.ts for r in run_good.sink.of("ok_count")]
     assert len(ts) >= 13, f"only {len(ts)} scans in 3 s at 200 ms"
     gaps = [(b - a) / 1e6 for a, b in zip(ts, ts[1:], strict=False)]
-    assert max(gaps) < 0.3 and min(gaps) > 0.1, gaps
+    assert max(gaps) < 0.4 and min(gaps) > 0.05, gaps  # a wait for the dead one: >= 1 s
     assert run_good.adapter.overruns == 0
     assert run_good.health.scan_time is not None and run_good.health.scan_time < 0.1
     assert all(r.quality is GOOD and r.value == 7 for r in run_good.sink.of("ok_count"))
@@ -92,7 +92,7 @@ async def test_reconnect_backoff_doubles_up_to_the_cap(adapters) -> None:
     await asyncio.sleep(1.0)
     # at the cap: one attempt per 200 ms at most, while the 20 ms schedule keeps ticking
     assert run.health.errors - attempts <= 7
-    assert run.adapter.scans - scans_before >= 30
+    assert run.adapter.scans - scans_before >= 20
     assert run.health.extra["backoff"] <= 0.2
 
 
