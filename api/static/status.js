@@ -191,8 +191,9 @@
     el.dataset.status = status.kind;
     el.querySelector(".name").textContent = m.name || m.id;
     const where = el.querySelector(".where");
-    where.replaceChildren(span("id", m.id), ...[m.area, m.line].filter(Boolean)
-      .map((t) => document.createTextNode(` · ${t}`)));
+    const parts = [m.name && m.name !== m.id ? span("id", m.id) : null, m.area, m.line]
+      .filter(Boolean);
+    where.replaceChildren(...parts.flatMap((p, i) => (i ? [" · ", p] : [p])));
     el.querySelector(".status").textContent = status.label;
     const state = el.querySelector(".state");
     state.hidden = !m.state;
