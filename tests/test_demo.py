@@ -262,6 +262,7 @@ def test_press_counts_parts_only_while_running() -> None:
         lights = press.lights()
         assert sum(lights) == 1 and lights[["running", "idle", "stopped"].index(
             press.behaviour.state)]
+        assert press.guard_closed or press.behaviour.state == STOPPED  # shut to run
     assert counted[IDLE] == counted[STOPPED] == 0
     assert counted[RUNNING] > 100
     assert press.behaviour.changes > 20  # it ran, idled and stopped many times in an hour

@@ -68,9 +68,13 @@ class PressModel:
     stroke_until: float = 0.0
     volts: list[float] = field(default_factory=lambda: [230.0, 231.0, 229.5])
     frequency: float = 50.0
+    guard_closed: bool = True
 
     def tick(self, now: float, dt: float) -> None:
+        before = self.behaviour.state
         state = self.behaviour.step(now)
+        if state != before:  # at a stop the setter often opens the guard; it is shut to run
+            self.guard_closed = state != STOPPED or self.rng.random() < 0.5
         if state == RUNNING and now >= self.next_stroke:
             self.parts += 1
             self.stroke_until = now + 0.45
@@ -151,7 +155,7 @@ class PressSimulator:
         """Write the model into the registers the collector reads."""
         m = self.model
         green, yellow, red = m.lights()
-        guard = m.behaviour.state != STOPPED or m.rng.random() < 0.5
+        guard = m.guard_closed
         io, meter = self.io, self.meter
         await io.async_setValues(1, DISCRETE, DI_GREEN, [green, yellow, red, guard])
         raw_current = round(min(m.current, 50.0) / 50.0 * 10_000)
