@@ -27,6 +27,14 @@ from tests.conftest import PG_URL, ThrowawayPostgres, free_port
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NOW_S = int(time.time())
 START_S, END_S = NOW_S - 600, NOW_S + 60  # the dashboard's time range
+
+
+def _set_clock() -> None:
+    """The dashboard's queries compare with now(): take "now" when the test starts, not when
+    the module was imported (a long suite would age the data)."""
+    global NOW_S, START_S, END_S
+    NOW_S = int(time.time())
+    START_S, END_S = NOW_S - 600, NOW_S + 60
 INTERVAL_MS = 60_000  # Grafana's $__interval for the range at the panel's width
 M = 60_000_000  # one minute in µs
 
@@ -79,6 +87,7 @@ def build_readings(now_us: int) -> list[Reading]:
 @pytest.fixture
 async def ledger_db(pg_schema: str) -> AsyncIterator[tuple[asyncpg.Connection, list[Reading]]]:
     """A ledger written by the collector's own writer, and a plain connection to query it."""
+    _set_clock()
     ledger = Ledger(PG_URL, schema=pg_schema)
     await ledger.open()
     await ledger.sync_config(
@@ -192,6 +201,7 @@ def test_compose_roles_let_grafana_read_but_not_write(throwaway_pg: ThrowawayPos
     the collector creates its ledger as `collector`, and `grafana` can run the dashboard."""
     import asyncio
 
+    _set_clock()
     pg = throwaway_pg
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port),
            "POSTGRES_USER": "postgres", "POSTGRES_DB": "plant",
