@@ -127,7 +127,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(live_api: Li
                                                         path_parameters={"machine_id": "press07"}))
     seen: dict[int, int] = {}
 
-    @settings(max_examples=250, deadline=None, database=None,
+    @settings(max_examples=500, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=st.one_of(strategies))
     def check(case: Any) -> None:
@@ -202,7 +202,7 @@ def test_our_formats_never_break_the_api(ledger_target: tuple[str, str | None]) 
         else:
             ReadingPage.model_validate(r.json())
 
-    @settings(max_examples=300, deadline=None, database=None,
+    @settings(max_examples=500, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(path=st.sampled_from(["/api/v1/readings", "/api/v1/readings/aggregate"]),
            params=requests)

@@ -381,6 +381,15 @@ async def latest_rows(
     left out); one index probe per series."""
     if not ids:
         return []
+    query = _LATEST_OF_PG if engine.dialect.name == "postgresql" else _LATEST_OF
     async with engine.connect() as conn:
-        result = await conn.execute(_LATEST_OF, {"ids": sorted(ids)})
+        result = await conn.execute(query, {"ids": sorted(ids)})
         return [tuple(row) for row in result.all()]  # type: ignore[misc]
+
+
+# one array parameter: one prepared statement and one short plan for any number of series
+_LATEST_OF_PG = text(
+    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM unnest(CAST(:ids AS INTEGER[])) s(id) "
+    "JOIN readings r ON r.series_id = s.id "
+    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id)"
+)
