@@ -13,6 +13,9 @@ removes the schema at the end).
 The API runs under uvicorn in a child process (`bench/api.py serve ...`), as in `collector
 run`: one process, one event loop; with ingest, that process also writes `--ingest-rate`
 readings/s (every series at 1 Hz by default) through the ledger writer in 0.5 s batches.
+With --gc-freeze the server calls gc.collect(); gc.freeze() once after start-up: Python's
+full cyclic-GC collections, triggered by the tuples of large pages, otherwise stall one
+request in ten by ~50 ms (the p95 of single-client pages on PostgreSQL).
 Scenarios: the latest values of a machine with 200 tags; 1-minute aggregates of a 1 Hz tag
 over 24 h; a 10,000-row raw page of a 1 Hz tag; every one of the 2,000 tags with its newest
 value (`/api/v1/tags`, the ARCHITECTURE.md target "latest values of 2,000 tags < 20 ms").
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import sqlite3
@@ -205,6 +209,11 @@ def serve(args: argparse.Namespace) -> None:
     async def main() -> None:
         ledger = Ledger(args.url, schema=args.schema)
         await ledger.open()
+        if args.gc_freeze:
+            # start-up objects out of the cyclic GC's reach: its full collections otherwise
+            # stall a request for ~50 ms every few large pages (see the module docstring)
+            gc.collect()
+            gc.freeze()
         tasks = [asyncio.create_task(ingest(ledger, args.ingest_rate))] if args.ingest_rate else []
         server = uvicorn.Server(uvicorn.Config(create_app(Runtime(ledger)), host="127.0.0.1",
                                                port=args.port, log_level="warning",
@@ -259,14 +268,16 @@ async def measure(base: str, name: str, clients: int, seconds: float) -> dict[st
             "bytes": int(statistics.mean(sizes))}
 
 
-def start_server(url: str, schema: str | None, ingest_rate: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(url: str, schema: str | None, ingest_rate: int,
+                 gc_freeze: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     from tests.conftest import free_port
 
     port = free_port()
     cmd = [sys.executable, __file__, "serve", "--url", url, "--port", str(port),
-           "--ingest-rate", str(ingest_rate)] + (["--schema", schema] if schema else [])
+           "--ingest-rate", str(ingest_rate)] + (["--schema", schema] if schema else []) \
+        + (["--gc-freeze"] if gc_freeze else [])
     proc = subprocess.Popen(cmd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -284,7 +295,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     url, schema = (f"sqlite:///{SQLITE_PATH}", None) if backend == "sqlite" else (PG, PG_SCHEMA)
     results = []
     for ingest in (0, args.ingest_rate):
-        proc, base = start_server(url, schema, ingest)
+        proc, base = start_server(url, schema, ingest, args.gc_freeze)
         try:
             for name in ("latest", "aggregate", "page", "tags"):
                 for clients in sorted({1, args.clients}):
@@ -310,12 +321,15 @@ def main() -> int:
     srv.add_argument("--schema")
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--ingest-rate", type=int, default=0)
+    srv.add_argument("--gc-freeze", action="store_true")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--ingest-rate", type=int, default=2000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--drop", action="store_true")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() in the server after start-up")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args)
