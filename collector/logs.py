@@ -65,5 +65,6 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # asyncua logs every lost connection with a traceback; the adapter reports it in one line
     logging.getLogger("asyncua.client.ua_session").setLevel(logging.CRITICAL)
-    for noisy in ("asyncua", "pymodbus", "aiosqlite", "uvicorn.error", "alembic"):
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # timeouts are reported in health
+    for noisy in ("asyncua", "aiosqlite", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
