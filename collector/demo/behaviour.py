@@ -6,9 +6,12 @@ first-order lags with noise for the analogue signals, so values move like sensor
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 RUNNING = "running"
 IDLE = "idle"
@@ -68,3 +71,19 @@ def approach(value: float, target: float, time_constant: float, dt: float) -> fl
 
 def noisy(rng: random.Random, value: float, sigma: float) -> float:
     return value + rng.gauss(0.0, sigma)
+
+
+class Ticking(Protocol):
+    def tick(self, now: float, dt: float) -> None: ...
+
+
+async def tick_forever(model: Ticking, publish: Callable[[], Awaitable[None]], period: float) -> None:
+    """Advance a machine model every `period` seconds and publish what it shows."""
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    while True:
+        await asyncio.sleep(period)
+        now = loop.time()
+        model.tick(now, now - last)
+        last = now
+        await publish()

@@ -17,7 +17,16 @@ from typing import Any, cast
 
 from asyncua import Server, ua
 
-from .behaviour import IDLE, RUNNING, STOPPED, Behaviour, approach, noisy, standard_behaviour
+from .behaviour import (
+    IDLE,
+    RUNNING,
+    STOPPED,
+    Behaviour,
+    approach,
+    noisy,
+    standard_behaviour,
+    tick_forever,
+)
 
 log = logging.getLogger("collector.demo")
 
@@ -121,14 +130,7 @@ class LatheSimulator:
         await self.server.stop()
 
     async def run(self, period: float = 0.25) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(period)
-            now = loop.time()
-            self.model.tick(now, now - last)
-            last = now
-            await self.publish()
+        await tick_forever(self.model, self.publish, period)
 
     async def publish(self) -> None:
         """Write the variables that changed, stamped with the time they changed."""

@@ -18,7 +18,16 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from .behaviour import IDLE, RUNNING, STOPPED, Behaviour, approach, noisy, standard_behaviour
+from .behaviour import (
+    IDLE,
+    RUNNING,
+    STOPPED,
+    Behaviour,
+    approach,
+    noisy,
+    standard_behaviour,
+    tick_forever,
+)
 
 log = logging.getLogger("collector.demo")
 
@@ -142,14 +151,7 @@ class PressSimulator:
             await server.shutdown()
 
     async def run(self, period: float = 0.1) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(period)
-            now = loop.time()
-            self.model.tick(now, now - last)
-            last = now
-            await self.publish()
+        await tick_forever(self.model, self.publish, period)
 
     async def publish(self) -> None:
         """Write the model into the registers the collector reads."""
