@@ -81,7 +81,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 def registry_for(runtime: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(runtime))  # type: ignore[arg-type]
+    registry.register(RuntimeCollector(runtime))
     ProcessCollector(registry=registry)  # process memory, CPU, open files
     return registry
 

@@ -24,7 +24,7 @@ _FLUSH_ROWS = 2000
 
 def clean(value: Value) -> Value:
     """JSON has no NaN or infinity: such a stored float is shown as null."""
-    if value.__class__ is float and not math.isfinite(value):  # type: ignore[arg-type]
+    if value.__class__ is float and not math.isfinite(value):
         return None
     return value
 

@@ -78,24 +78,14 @@ async def list_series(engine: AsyncEngine, machine: str | None = None) -> list[S
     return [Series(r.id, r.machine_id, r.tag, r.unit, r.source, r.protocol, r.kind) for r in rows]
 
 
-_LATEST = text(
-    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM series s "
-    "JOIN readings r ON r.series_id = s.id "
-    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id) "
-    "WHERE s.machine_id = :machine"
-)
-
-
 async def latest(engine: AsyncEngine, machine: str) -> list[tuple[Series, Point]]:
     """The newest reading of every series of a machine (series without readings are left out)."""
     all_series = {s.id: s for s in await list_series(engine, machine)}
-    async with engine.connect() as conn:
-        rows = (await conn.execute(_LATEST, {"machine": machine})).all()
+    rows = await latest_rows(engine, list(all_series))
     out = []
     for sid, ts, value, text_value, quality in rows:
-        s = all_series.get(sid)
-        if s is not None:
-            out.append((s, Point(sid, ts, present(s.kind, value, text_value), Quality(quality))))
+        s = all_series[sid]
+        out.append((s, Point(sid, ts, present(s.kind, value, text_value), Quality(quality))))
     out.sort(key=lambda item: item[0].id)
     return out
 
@@ -118,6 +108,18 @@ async def readings(
     return points, None
 
 
+def _range_filter(ids: Sequence[int], start: int, end: int,
+                  after: tuple[int, int] | None) -> tuple[str, dict[str, object]]:
+    """WHERE clause and parameters for series `ids` in [start, end), resuming after the
+    (ts, series_id) key of the last row seen."""
+    params: dict[str, object] = {"ids": list(ids), "start": start, "end": end}
+    where = "series_id IN :ids AND ts >= :start AND ts < :end"
+    if after is not None:
+        where += " AND (ts > :cts OR (ts = :cts AND series_id > :csid))"
+        params.update(cts=after[0], csid=after[1])
+    return where, params
+
+
 async def stream_readings(
     engine: AsyncEngine,
     series_list: Sequence[Series],
@@ -136,11 +138,8 @@ async def stream_readings(
     cursor = after
     while remaining > 0:
         n = min(chunk, remaining)
-        params: dict[str, object] = {"ids": ids, "start": start, "end": end, "n": n}
-        where = "series_id IN :ids AND ts >= :start AND ts < :end"
-        if cursor is not None:
-            where += " AND (ts > :cts OR (ts = :cts AND series_id > :csid))"
-            params.update(cts=cursor[0], csid=cursor[1])
+        where, params = _range_filter(ids, start, end, cursor)
+        params["n"] = n
         query = text(
             f"SELECT series_id, ts, value, text, quality FROM readings WHERE {where} "
             "ORDER BY ts, series_id LIMIT :n"
@@ -155,18 +154,6 @@ async def stream_readings(
         cursor = (rows[-1][1], rows[-1][0])
 
 
-_AGGREGATE = text(
-    "WITH b AS ("
-    " SELECT series_id, (ts + :offset) / :bucket AS bk, count(*) AS n, min(value) AS lo,"
-    " max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts"
-    " FROM readings WHERE series_id IN :ids AND ts >= :start AND ts < :end"
-    " GROUP BY series_id, bk) "
-    "SELECT b.series_id, b.bk, b.n, b.lo, b.hi, b.mean, r.value, r.text FROM b "
-    "JOIN readings r ON r.series_id = b.series_id AND r.ts = b.last_ts "
-    "ORDER BY b.series_id, b.bk"
-).bindparams(bindparam("ids", expanding=True))
-
-
 async def aggregate(
     engine: AsyncEngine,
     series_list: Sequence[Series],
@@ -176,18 +163,11 @@ async def aggregate(
     offset: int = 0,
 ) -> list[Bucket]:
     """count/min/max/avg/last per series and bucket of `bucket` µs, aligned to the epoch
-    (shifted by `offset` µs, for day buckets in a local time zone); empty buckets omitted."""
-    kinds = {s.id: s.kind for s in series_list}
-    if not kinds:
-        return []
-    params = {"ids": sorted(kinds), "start": start, "end": end, "bucket": bucket, "offset": offset}
-    async with engine.connect() as conn:
-        rows = (await conn.execute(_AGGREGATE, params)).all()
-    return [
-        Bucket(sid, int(bk) * bucket - offset, n, lo, hi, float(mean) if mean is not None else None,
-               present(kinds[sid], value, text_value))
-        for sid, bk, n, lo, hi, mean, value, text_value in rows
-    ]
+    (shifted by `offset` µs, for day buckets in a local time zone); empty buckets omitted;
+    ordered by series, then time."""
+    stats = await aggregate_stats(engine, series_list, start, end, bucket, offset)
+    return sorted((Bucket(b.series_id, b.start, b.count, b.min, b.max, b.avg, b.last) for b in stats),
+                  key=lambda b: (b.series_id, b.start))
 
 
 _DELETE_BATCH = text(
@@ -228,11 +208,8 @@ async def page_end(
     ids = sorted({s.id for s in series_list})
     if not ids or limit <= 0:
         return None
-    params: dict[str, object] = {"ids": ids, "start": start, "end": end, "skip": limit - 1}
-    where = "series_id IN :ids AND ts >= :start AND ts < :end"
-    if after is not None:
-        where += " AND (ts > :cts OR (ts = :cts AND series_id > :csid))"
-        params.update(cts=after[0], csid=after[1])
+    where, params = _range_filter(ids, start, end, after)
+    params["skip"] = limit - 1
     query = text(
         f"SELECT ts, series_id FROM readings WHERE {where} "
         "ORDER BY ts, series_id LIMIT 2 OFFSET :skip"
@@ -291,21 +268,15 @@ async def aggregate_stats(
             # lets PostgreSQL hash the buckets instead of sorting them on disk
             await conn.execute(text("SET LOCAL jit = off"))
             await conn.execute(text("SET LOCAL work_mem = '64MB'"))
-            if probes <= _PROBE_MAX:
-                # few buckets: one index range per bucket beats hashing every row (2x for
-                # 1-minute buckets of a 1 Hz tag over a day); same answers as the GROUP BY
-                rows = (await conn.execute(_AGGREGATE_PROBE_PG, params)).all()
-                return [
-                    BucketStats(sid, b, n, nv, lo, hi, float(mean) if mean is not None else None,
-                                present(kinds[sid], value, text_value), last_ts)
-                    for sid, b, n, nv, lo, hi, mean, value, text_value, last_ts in rows
-                ]
-        rows = (await conn.execute(_AGGREGATE_STATS, params)).all()
+        # few buckets: one index range per bucket beats hashing every row (2x for 1-minute
+        # buckets of a 1 Hz tag over a day); same answers as the GROUP BY, starts given in µs
+        probe = engine.dialect.name == "postgresql" and probes <= _PROBE_MAX
+        rows = (await conn.execute(_AGGREGATE_PROBE_PG if probe else _AGGREGATE_STATS, params)).all()
     return [
-        BucketStats(sid, int(bk) * bucket - offset, n, nv, lo, hi,
+        BucketStats(sid, int(b) if probe else int(b) * bucket - offset, n, nv, lo, hi,
                     float(mean) if mean is not None else None,
                     present(kinds[sid], value, text_value), last_ts)
-        for sid, bk, n, nv, lo, hi, mean, value, text_value, last_ts in rows
+        for sid, b, n, nv, lo, hi, mean, value, text_value, last_ts in rows
     ]
 
 
@@ -384,7 +355,7 @@ async def latest_rows(
     query = _LATEST_OF_PG if engine.dialect.name == "postgresql" else _LATEST_OF
     async with engine.connect() as conn:
         result = await conn.execute(query, {"ids": sorted(ids)})
-        return [tuple(row) for row in result.all()]  # type: ignore[misc]
+        return [tuple(row) for row in result.all()]
 
 
 # one array parameter: one prepared statement and one short plan for any number of series
