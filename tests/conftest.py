@@ -3,14 +3,16 @@ throw-away PostgreSQL cluster that tests may stop and start."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +21,20 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago, for a peer the test starts."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_for(condition: Callable[[], Any], within: float = 15.0, step: float = 0.02) -> None:
+    """Poll until `condition()` is true; fail after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(step)
 
 
 def _psql(sql: str, url: str = PG_URL) -> None:

@@ -25,16 +25,13 @@ from collector.demo.behaviour import IDLE, RUNNING, STOPPED, standard_behaviour
 from collector.demo.lathe import PROGRAMS
 from collector.demo.plant import TOPIC_ROOT, Plant
 from collector.demo.press import FIRMWARE, PressModel
+from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINES = {"press07": "Press 07", "lathe03": "Lathe 03", "comp01": "Compressor 01"}
 LIVE_WITHIN = 30.0  # seconds from starting the command to three machines with live values
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def collector_command() -> list[str]:

@@ -13,6 +13,7 @@ from adapters.base import AdapterContext
 from adapters.modbus.adapter import ModbusAdapter
 from collector.config import CollectorConfig, parse_config
 from collector.model import Reading, SourceHealth
+from tests.conftest import wait_for  # noqa: F401  (shared by this folder's tests)
 
 from .golden import SAMPLE
 from .peers import Device, PtyPair, SilentDevice
@@ -36,14 +37,6 @@ class Sink:
         return {r.tag: r for r in self.readings}
 
 
-async def wait_for(condition: Callable[[], Any], within: float = 10.0, step: float = 0.02) -> None:
-    """Poll until `condition()` is true; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(step)
 
 
 def config_with(sources: list[dict[str, Any]], machine: str = "m1") -> CollectorConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -15,14 +14,12 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
+
 FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 Ranges = Sequence[tuple[int, int]]  # (start, count) of valid addresses
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sim_device(unit: int, registers: Ranges = ((0, 300),), bits: Ranges = ((0, 64),),

@@ -15,6 +15,7 @@ from adapters.base import AdapterContext
 from adapters.mqtt.adapter import MqttAdapter
 from collector.config import CollectorConfig, parse_config
 from collector.model import Reading, SourceHealth
+from tests.conftest import wait_for  # noqa: F401  (shared by this folder's tests)
 
 from .peers import SHARED_PORT, Mosquitto, Publisher
 
@@ -43,14 +44,6 @@ class Sink:
         return [r for r in self.readings if r.tag == tag and (machine is None or r.machine == machine)]
 
 
-async def wait_for(condition: Callable[[], Any], within: float = 15.0, step: float = 0.02) -> None:
-    """Poll until `condition()` is true; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(step)
 
 
 def source(tags: list[dict[str, Any]], **options: Any) -> dict[str, Any]:

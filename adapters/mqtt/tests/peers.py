@@ -16,14 +16,12 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
+
 SHARED_BROKER = "127.0.0.1"
 SHARED_PORT = 1883
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from collector.model import Reading
+from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
 
 NS_URI = "urn:retrofit:test"
 SERVER_URI = "urn:retrofit:test:server"
@@ -55,10 +55,6 @@ SCALARS: dict[str, tuple[ua.VariantType, Any]] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class UserPasswordManager:
