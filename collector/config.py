@@ -250,7 +250,7 @@ def parse_config(text: str, base_dir: str = ".") -> CollectorConfig:
     try:
         config = config_model().model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from_error(err, data, node) for err in exc.errors(include_url=False)]
+        problems += [_problem_from_error(err, node) for err in exc.errors(include_url=False)]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -315,8 +315,8 @@ _FRIENDLY = {
 }
 
 
-def _problem_from_error(err: Any, data: Any, node: Any) -> Problem:
-    loc = _clean_loc(err["loc"], data)
+def _problem_from_error(err: Any, node: Any) -> Problem:
+    loc = _clean_loc(err["loc"])
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
@@ -342,9 +342,7 @@ def _problem_from_error(err: Any, data: Any, node: Any) -> Problem:
 
 
 def _protocol_names() -> str:
-    from adapters.base import registry
-
-    return ", ".join(repr(name) for name in registry())
+    return ", ".join(repr(name) for name in _protocols())
 
 
 def _pattern_words(pattern: str) -> str:
@@ -355,7 +353,7 @@ def _pattern_words(pattern: str) -> str:
     return f"characters matching {pattern}"
 
 
-def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the labels pydantic inserts into a path: union tags (`sources.0.modbus.tags`)
     and validator names (`function-after[...]`)."""
     out: list[Any] = []
@@ -370,10 +368,10 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _protocols() -> set[str]:
+def _protocols() -> list[str]:
     from adapters.base import registry
 
-    return set(registry())
+    return list(registry())
 
 
 def _parse_loc(path: str) -> tuple[Any, ...]:

@@ -147,16 +147,16 @@ class Spool:
 
     def _remove(self, ids: list[int]) -> None:
         conn = self._require()
+        marks = ",".join("?" * len(ids))
         conn.execute("BEGIN")
-        removed = 0
-        for batch_id in ids:
-            row = conn.execute("SELECT count FROM batches WHERE id = ?", (batch_id,)).fetchone()
-            if row:
-                conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-                removed += 1
-                self.backlog -= row[0]
+        # some may already be gone (dropped by the cap while they were being replayed)
+        removed, readings = conn.execute(
+            f"SELECT count(*), coalesce(sum(count), 0) FROM batches WHERE id IN ({marks})", ids
+        ).fetchone()
+        conn.execute(f"DELETE FROM batches WHERE id IN ({marks})", ids)
         conn.execute("COMMIT")
         self.batches -= removed
+        self.backlog -= readings
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -202,3 +202,16 @@ async def test_retention_sweep_runs_in_the_runtime(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert [p.value for p in points] == [2.0] * 5
+
+
+def test_unwritable_spool_path_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spool folder should be")
+    path = tmp_path / "c.yaml"
+    path.write_text(config(tmp_path).replace(f"{tmp_path}/spool.db", f"{blocker}/spool.db"))
+    result = subprocess.run([sys.executable, "-m", "collector.cli", "run", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"cannot open the spool file '{blocker}/spool.db'" in result.stderr
+    assert "set spool.path to a writable location" in result.stderr
