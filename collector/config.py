@@ -95,7 +95,7 @@ class SpoolConfig(Strict):
 
 class PipelineConfig(Strict):
     queue_size: int = Field(100_000, ge=100)  # readings held in memory before spilling to the spool
-    batch_size: int = Field(5_000, ge=1)
+    batch_size: int = Field(20_000, ge=1)  # a backlog goes in big batches; live data by time
     flush_interval: Duration = 0.5
 
 

@@ -33,6 +33,19 @@ async def test_insert_and_idempotent_replay(ledger: Ledger) -> None:
     assert await count(ledger) == 1000
 
 
+async def test_every_batch_of_known_series_is_stored(ledger: Ledger) -> None:
+    """The hot path: series already known, many small batches, rows out of key order."""
+    await ledger.write(batch(1) + batch(1, tag="voltage"))
+    for i in range(1, 20):
+        await ledger.write([Reading("press07", "voltage", T0 + i, None, BAD),
+                            Reading("press07", "current", T0 + i, float(i)),
+                            Reading("press07", "current", T0 - i, "text")])
+    assert await count(ledger) == 2 + 19 * 3
+    series = await ledger.series()
+    points, _ = await ledger.readings(series, T0 - 5, T0 - 4, 10, None)  # end is exclusive
+    assert [p.value for p in points] == ["text"]
+
+
 async def test_duplicates_within_one_batch(ledger: Ledger) -> None:
     r = Reading("press07", "current", T0, 1.0)
     await ledger.write([r, r, r._replace(value=2.0)])

@@ -51,7 +51,7 @@ series = Table(
 readings = Table(
     "readings",
     metadata,
-    Column("series_id", Integer, ForeignKey("series.id"), primary_key=True),
+    Column("series_id", Integer, primary_key=True),  # no foreign key: see migration 0002
     Column("ts", BigInteger, primary_key=True, autoincrement=False),
     Column("value", Float(53)),
     Column("text", Text),
