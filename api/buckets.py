@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.ledger import BucketStats, Series
+from collector.ledger.queries import merge_stats
 from collector.model import datetime_from_us, us_from_datetime
 
 US_PER_S = 1_000_000
@@ -70,19 +71,6 @@ def _bucket_start(start: int, offset: int, tz: ZoneInfo | None) -> int:
         return start
 
 
-def _merge(a: BucketStats, b: BucketStats) -> BucketStats:
-    values = a.values + b.values
-    lows = [v for v in (a.min, b.min) if v is not None]
-    highs = [v for v in (a.max, b.max) if v is not None]
-    avg = None
-    if values:
-        avg = ((a.avg or 0.0) * a.values + (b.avg or 0.0) * b.values) / values
-    newer = b if b.last_ts >= a.last_ts else a
-    return BucketStats(a.series_id, a.start, a.count + b.count, values,
-                       min(lows) if lows else None, max(highs) if highs else None, avg,
-                       newer.last, newer.last_ts)
-
-
 async def aggregate_windows(
     ledger: Any, series: Sequence[Series], start: int, end: int, bucket: int,
     tz: ZoneInfo | None = None,
@@ -112,7 +100,7 @@ async def aggregate_windows(
                 first = rows[0].start
                 if held[0].start == first:
                     parts = {r.series_id: r for r in held}
-                    rows = [_merge(parts.pop(r.series_id), r)
+                    rows = [merge_stats(parts.pop(r.series_id), r)
                             if r.start == first and r.series_id in parts else r for r in rows]
                     rows += parts.values()
                     rows.sort(key=lambda r: (r.start, order[r.series_id]))

@@ -58,3 +58,21 @@ readings = Table(
     Column("quality", SmallInteger, nullable=False, default=0),
     sqlite_with_rowid=False,
 )
+
+# one row per series and UTC minute, kept by the writer (see rollup.py); aggregates of whole
+# minutes read this instead of 60x as many readings
+readings_1m = Table(
+    "readings_1m",
+    metadata,
+    Column("series_id", Integer, primary_key=True),
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),  # µs, start of minute
+    Column("n", Integer, nullable=False),  # readings
+    Column("nv", Integer, nullable=False),  # readings with a number (or bool) value
+    Column("lo", Float(53)),
+    Column("hi", Float(53)),
+    Column("total", Float(53)),
+    Column("last_ts", BigInteger, nullable=False),
+    Column("last_value", Float(53)),
+    Column("last_text", Text),
+    sqlite_with_rowid=False,
+)

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.ledger import rollup
 from collector.ledger.schema import machines, series
 from collector.model import Reading
 
@@ -143,31 +143,53 @@ class LedgerWriter:
             kinds_set = await self._set_kinds(conn, batch) if self._kindless else ()
             rows.sort(key=_KEY)
             if self.dialect == "sqlite":
-                await conn.exec_driver_sql(_SQLITE_INSERT, rows)
+                inserted = (await conn.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
             else:
-                await self._copy(conn, rows)
+                inserted = await self._copy(conn, rows)
+            await self._rollup(conn, rows, complete=inserted == len(rows))
         self._kindless.difference_update(kinds_set)  # only once committed
         self.rows_written += len(batch)
         return len(batch)
 
-    async def _copy(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> None:
+    async def _copy(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> int:
         """COPY straight into readings (asyncpg's binary COPY, several times faster than an
         INSERT); if some rows are already there (a replay, a redelivered message), that COPY
         rolls back to its savepoint and the batch goes through a staging table with
         ON CONFLICT DO NOTHING instead. Runs on the driver inside SQLAlchemy's transaction
-        when one is open (a savepoint), else as its own transaction."""
+        when one is open (a savepoint), else as its own transaction. Returns the number of
+        rows inserted."""
         raw = (await conn.get_raw_connection()).driver_connection
+        # through SQLAlchemy first, which opens its transaction if none is open yet: COPY then
+        # runs in a savepoint, and the stage (emptied at commit) never runs in autocommit
+        await conn.exec_driver_sql(_PG_CREATE_STAGE)
         try:
             async with raw.transaction():  # type: ignore[union-attr]
                 await raw.copy_records_to_table("readings", records=rows, columns=_COLUMNS)  # type: ignore[union-attr]
-            return
+            return len(rows)
         except UniqueViolationError:
             pass
-        # through SQLAlchemy first, which opens its transaction if none is open yet: the
-        # stage empties itself at commit, so it must never run in autocommit
-        await conn.exec_driver_sql(_PG_CREATE_STAGE)
         await raw.copy_records_to_table(_PG_STAGE, records=rows)  # type: ignore[union-attr]
-        await raw.execute(_PG_INSERT)  # type: ignore[union-attr]
+        status = await raw.execute(_PG_INSERT)  # type: ignore[union-attr]
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>"
+
+    async def _rollup(self, conn: AsyncConnection, rows: list[tuple[object, ...]],
+                      complete: bool) -> None:
+        """Keep `readings_1m` in step: add the batch's per-minute deltas when every row went
+        in, else rebuild the minutes it touched from the readings (see `rollup`)."""
+        if complete:
+            sql, params = rollup.ADD, rollup.deltas(rows)
+        else:
+            sql, params = rollup.RECOMPUTE, rollup.touched(rows)  # type: ignore[assignment]
+        if not params:
+            return
+        if self.dialect == "sqlite":
+            await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+            return
+        raw = (await conn.get_raw_connection()).driver_connection
+        if complete:  # one statement with ten arrays: thousands of upserts in one round trip
+            await raw.execute(rollup.ADD_PG, *map(list, zip(*params, strict=True)))  # type: ignore[union-attr]
+        else:
+            await raw.executemany(rollup.pg(sql), params)  # type: ignore[union-attr]
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
         """(series_id, ts, value, text, quality) rows; raises KeyError for an unknown series."""
@@ -178,6 +200,8 @@ class LedgerWriter:
             v = r.value
             sid = ids[(r.machine, r.tag)]
             if v.__class__ is float or v is None:
+                if v != v:  # NaN is no value: SQLite would store it as NULL anyway
+                    v = None
                 append((sid, r.ts, v, None, int(r.quality)))
             elif isinstance(v, str):
                 append((sid, r.ts, None, v, int(r.quality)))

@@ -1,0 +1,116 @@
+"""One-minute rollups of the readings, kept by the writer in the same transaction.
+
+`readings_1m` holds, per series and UTC minute: the number of readings, of non-null values,
+their min, max and sum, and the newest reading (ts, value, text). Any bucket that is a whole
+number of minutes (1m to 1d, UTC or a zone whose offset is whole minutes) is then a GROUP BY
+over 60x fewer rows; the partial minutes at either end of a range come from the raw readings.
+
+The rollup must count each stored reading exactly once, while the insert into `readings`
+silently skips rows already there (a replay). So the writer adds a batch's deltas only when
+every row of the batch was inserted (the usual case, known from the row count); otherwise it
+recomputes the touched minutes from the readings themselves, which is right whatever was
+stored before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+MINUTE = 60_000_000  # µs
+
+# rows: (series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text)
+Delta = tuple[int, int, int, int, float | None, float | None, float | None, int, float | None,
+              str | None]
+
+_COLUMNS = "series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text"
+
+
+def _pick(fn: str, col: str) -> str:
+    """Merge a nullable statistic of the stored row with the incoming one (NULL = none)."""
+    old, new = f"readings_1m.{col}", f"excluded.{col}"
+    return (f"{col} = CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
+            f"ELSE {fn.format(old, new)} END")
+
+
+_NEWER = "excluded.last_ts > readings_1m.last_ts"
+ADD = (
+    f"INSERT INTO readings_1m ({_COLUMNS}) VALUES ({', '.join(['?'] * 10)}) "
+    "ON CONFLICT (series_id, minute) DO UPDATE SET "
+    "n = readings_1m.n + excluded.n, nv = readings_1m.nv + excluded.nv, "
+    + ", ".join([
+        _pick("CASE WHEN {0} <= {1} THEN {0} ELSE {1} END", "lo"),
+        _pick("CASE WHEN {0} >= {1} THEN {0} ELSE {1} END", "hi"),
+        _pick("{0} + {1}", "total"),
+        f"last_value = CASE WHEN {_NEWER} THEN excluded.last_value ELSE readings_1m.last_value END",
+        f"last_text = CASE WHEN {_NEWER} THEN excluded.last_text ELSE readings_1m.last_text END",
+        f"last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE readings_1m.last_ts END",
+    ])
+)
+
+# PostgreSQL: the same upsert with the deltas as ten arrays, one statement per batch
+ADD_PG = ADD.replace(
+    f"VALUES ({', '.join(['?'] * 10)})",
+    "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::integer[], $4::integer[], "
+    "$5::double precision[], $6::double precision[], $7::double precision[], $8::bigint[], "
+    "$9::double precision[], $10::text[])")
+
+# the minutes [lo, hi) of one series, rebuilt from the readings (positional: sid, lo, hi)
+RECOMPUTE = (
+    f"INSERT INTO readings_1m ({_COLUMNS}) "
+    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text "
+    "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
+    " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
+    " FROM readings WHERE series_id = ? AND ts >= ? AND ts < ?"
+    " GROUP BY series_id, ts - ts % 60000000) g "
+    "JOIN readings r ON r.series_id = g.series_id AND r.ts = g.last_ts "
+    "ON CONFLICT (series_id, minute) DO UPDATE SET n = excluded.n, nv = excluded.nv, "
+    "lo = excluded.lo, hi = excluded.hi, total = excluded.total, last_ts = excluded.last_ts, "
+    "last_value = excluded.last_value, last_text = excluded.last_text"
+)
+
+
+def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:
+    """Per (series, minute) statistics of rows (series_id, ts, value, text, quality) that are
+    sorted by (series_id, ts); one pass, no dictionary."""
+    out: list[Delta] = []
+    append = out.append
+    sid = minute = -1
+    n = nv = 0
+    lo = hi = total = None
+    last_ts = 0
+    last_value: float | None = None
+    last_text: str | None = None
+    for r_sid, ts, value, text, _q in rows:
+        m = ts - ts % MINUTE
+        if r_sid != sid or m != minute:
+            if n:
+                append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text))
+            sid, minute, n, nv, lo, hi, total = r_sid, m, 0, 0, None, None, None
+        n += 1
+        if value is not None:
+            nv += 1
+            if lo is None:
+                lo = hi = total = value
+            else:
+                if value < lo:
+                    lo = value
+                elif value > hi:  # type: ignore[operator]
+                    hi = value
+                total += value  # type: ignore[operator]
+        last_ts, last_value, last_text = ts, value, text  # sorted: the newest comes last
+    if n:
+        append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text))
+    return out
+
+
+def touched(rows: Iterable[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+    """(series_id, minute start, minute end) of every minute the rows fall in."""
+    keys = sorted({(r[0], r[1] - r[1] % MINUTE) for r in rows})
+    return [(sid, m, m + MINUTE) for sid, m in keys]
+
+
+def pg(sql: str) -> str:
+    """The same statement with asyncpg's numbered parameters."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
