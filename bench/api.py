@@ -240,25 +240,54 @@ def scenario_url(name: str, rng: random.Random) -> str:
     return f"/api/v1/readings?machine={m}&tag=t000&start={start // 1000}&limit=10000"
 
 
-async def measure(base: str, name: str, clients: int, seconds: float) -> dict[str, Any]:
-    import httpx
+class Http:
+    """A minimal HTTP/1.1 keep-alive client: the load generator shares the machine's two
+    cores with the server, and httpx spends several times more CPU per request than this."""
 
+    def __init__(self, base: str):
+        self.host, port = base.removeprefix("http://").split(":")
+        self.port = int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {url} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def measure(base: str, name: str, clients: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     sizes: list[int] = []
     deadline = time.perf_counter() + seconds
 
     async def client(seed: int) -> None:
         rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        http = Http(base)
+        try:
             await http.get(scenario_url(name, rng))  # warm the connection
             while time.perf_counter() < deadline:
                 url = scenario_url(name, rng)
                 t = time.perf_counter()
-                r = await http.get(url)
+                status, body = await http.get(url)
                 latencies.append((time.perf_counter() - t) * 1000)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{url}: {r.status_code} {r.text[:200]}")
-                sizes.append(len(r.content))
+                if status != 200:
+                    raise RuntimeError(f"{url}: {status} {body[:200]!r}")
+                sizes.append(len(body))
+        finally:
+            await http.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))

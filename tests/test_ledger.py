@@ -168,14 +168,17 @@ async def rollup_rows(ledger: Ledger) -> tuple[list[tuple[object, ...]], list[tu
         " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
         " FROM readings GROUP BY series_id, ts - ts % 60000000) g "
         "JOIN readings r ON r.series_id = g.series_id AND r.ts = g.last_ts ORDER BY 1, 2")
+    newest = ("SELECT r.* FROM readings r WHERE r.ts = (SELECT max(ts) FROM readings "
+              "WHERE series_id = r.series_id) ORDER BY 1")
     async with ledger.engine.connect() as conn:
-        return ([tuple(r) for r in await conn.execute(text(kept))],
-                [tuple(r) for r in await conn.execute(text(rebuilt))])
+        return ([tuple(r) for q in (kept, "SELECT * FROM latest_readings ORDER BY 1")
+                 for r in await conn.execute(text(q))],
+                [tuple(r) for q in (rebuilt, newest) for r in await conn.execute(text(q))])
 
 
 async def test_minute_rollup_counts_every_stored_reading_once(ledger: Ledger) -> None:
     """Replays, partial overlaps, duplicates in a batch, late data, text and missing values,
-    retention: the rollup always equals one rebuilt from the readings."""
+    retention: the rollups and latest values always equal ones rebuilt from the readings."""
     step = 7_000_000  # 7 s: minutes hold 8 or 9 readings and batches end mid-minute
     await ledger.write(batch(100, step=step))
     await ledger.write(batch(100, start=T0 + 100 * step, step=step))

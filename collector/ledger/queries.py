@@ -197,6 +197,7 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
             if (result.rowcount or 0) < batch:
                 break
         async with engine.begin() as conn:
+            await conn.execute(_DELETE_LATEST, {"sid": sid, "cutoff": cutoff})
             await conn.execute(_DELETE_ROLLUP, {"sid": sid, "upto": minute + MINUTE})
             if minute != cutoff:
                 await conn.exec_driver_sql(
@@ -205,6 +206,7 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
     return deleted
 
 
+_DELETE_LATEST = text("DELETE FROM latest_readings WHERE series_id = :sid AND ts < :cutoff")
 _DELETE_ROLLUP = text("DELETE FROM readings_1m WHERE series_id = :sid AND minute < :upto")
 
 
@@ -232,7 +234,7 @@ async def page_end(
     return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is 3x slower
 class BucketStats:
     """A `Bucket` plus the number of non-null values, so partial buckets can be merged."""
 
@@ -294,11 +296,17 @@ async def aggregate_stats(
             # 1-minute buckets of a 1 Hz tag over a day); same answers, starts given in µs
             probe = (engine.dialect.name == "postgresql" and not (use_rollup and i == 1)
                      and len(ids) * -(-(b - a) // bucket) <= _PROBE_MAX)
-            query = (_AGGREGATE_ROLLUP if use_rollup and i == 1
-                     else _AGGREGATE_PROBE_PG if probe else _AGGREGATE_STATS)
+            rolled = use_rollup and i == 1
+            if rolled and bucket == MINUTE:
+                # the rollup rows are the buckets: one index range, no grouping, no join
+                query = _MINUTES
+            else:
+                query = (_AGGREGATE_ROLLUP if rolled
+                         else _AGGREGATE_PROBE_PG if probe else _AGGREGATE_STATS)
             rows = (await conn.execute(query, params)).all()
+            scale, shift = (1, 0) if probe or query is _MINUTES else (bucket, offset)
             found += [
-                BucketStats(sid, int(k) if probe else int(k) * bucket - offset, int(n), int(nv),
+                BucketStats(sid, int(k) * scale - shift, int(n), int(nv),
                             lo_v, hi_v, float(mean) if mean is not None else None,
                             present(kinds[sid], value, text_value), last_ts)
                 for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts in rows
@@ -326,6 +334,13 @@ def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
                        min(lows) if lows else None, max(highs) if highs else None, avg,
                        newer.last, newer.last_ts)
 
+
+_MINUTES = text(
+    "SELECT series_id, minute, n, nv, lo, hi, CASE WHEN nv > 0 THEN total / nv END, last_value,"
+    " last_text, last_ts FROM readings_1m"
+    " WHERE series_id IN :ids AND minute >= :start AND minute < :end"
+    " ORDER BY minute, series_id"
+).bindparams(bindparam("ids", expanding=True))
 
 _AGGREGATE_ROLLUP = text(
     "WITH b AS ("
@@ -397,30 +412,24 @@ async def reading_rows(
 _PAGE_SELECT = "SELECT series_id, ts, value, text, quality FROM readings"
 
 
-_LATEST_OF = text(
-    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM series s "
-    "JOIN readings r ON r.series_id = s.id "
-    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id) "
-    "WHERE s.id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-
-
 async def latest_rows(
     engine: AsyncEngine, ids: Sequence[int]
 ) -> list[tuple[int, int, float | None, str | None, int]]:
     """The newest reading of each given series as plain tuples (series without readings are
-    left out); one index probe per series."""
+    left out), from the table the writer keeps: one row per series."""
     if not ids:
         return []
-    query = _LATEST_OF_PG if engine.dialect.name == "postgresql" else _LATEST_OF
+    query = _LATEST_PG if engine.dialect.name == "postgresql" else _LATEST
     async with engine.connect() as conn:
         result = await conn.execute(query, {"ids": sorted(ids)})
         return [tuple(row) for row in result.all()]
 
 
+_LATEST = text(
+    "SELECT series_id, ts, value, text, quality FROM latest_readings WHERE series_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
 # one array parameter: one prepared statement and one short plan for any number of series
-_LATEST_OF_PG = text(
-    "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM unnest(CAST(:ids AS INTEGER[])) s(id) "
-    "JOIN readings r ON r.series_id = s.id "
-    "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id)"
+_LATEST_PG = text(
+    "SELECT series_id, ts, value, text, quality FROM latest_readings "
+    "WHERE series_id = ANY(CAST(:ids AS INTEGER[]))"
 )

@@ -1,4 +1,8 @@
-"""One-minute rollups of the readings, kept by the writer in the same transaction.
+"""One-minute rollups and latest values of the readings, kept by the writer in the same
+transaction.
+
+`latest_readings` holds the newest reading of each series; a batch moves it forward only
+(`ts` strictly newer), so a replay never replaces the value the ledger kept for a timestamp.
 
 `readings_1m` holds, per series and UTC minute: the number of readings, of non-null values,
 their min, max and sum, and the newest reading (ts, value, text). Any bucket that is a whole
@@ -68,6 +72,22 @@ RECOMPUTE = (
     "lo = excluded.lo, hi = excluded.hi, total = excluded.total, last_ts = excluded.last_ts, "
     "last_value = excluded.last_value, last_text = excluded.last_text"
 )
+
+
+LATEST = (
+    "INSERT INTO latest_readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+    "text = excluded.text, quality = excluded.quality WHERE excluded.ts > latest_readings.ts"
+)
+LATEST_PG = LATEST.replace(
+    "VALUES (?, ?, ?, ?, ?)",
+    "SELECT * FROM unnest($1::integer[], $2::bigint[], $3::double precision[], $4::text[], "
+    "$5::smallint[])")
+
+
+def newest(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The last row of each series in rows sorted by (series_id, ts)."""
+    return [row for row, after in zip(rows, [*rows[1:], (None,)], strict=True) if row[0] != after[0]]
 
 
 def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:

@@ -76,3 +76,14 @@ readings_1m = Table(
     Column("last_text", Text),
     sqlite_with_rowid=False,
 )
+
+# the newest reading of each series, kept by the writer: what dashboards poll most
+latest_readings = Table(
+    "latest_readings",
+    metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("value", Float(53)),
+    Column("text", Text),
+    Column("quality", SmallInteger, nullable=False),
+)

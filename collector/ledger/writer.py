@@ -174,19 +174,23 @@ class LedgerWriter:
 
     async def _rollup(self, conn: AsyncConnection, rows: list[tuple[object, ...]],
                       complete: bool) -> None:
-        """Keep `readings_1m` in step: add the batch's per-minute deltas when every row went
-        in, else rebuild the minutes it touched from the readings (see `rollup`)."""
+        """Keep `latest_readings` and `readings_1m` in step: add the batch's per-minute deltas
+        when every row went in, else rebuild the minutes it touched from the readings."""
+        if not rows:
+            return
+        latest = rollup.newest(rows)
         if complete:
             sql, params = rollup.ADD, rollup.deltas(rows)
         else:
             sql, params = rollup.RECOMPUTE, rollup.touched(rows)  # type: ignore[assignment]
-        if not params:
-            return
         if self.dialect == "sqlite":
+            await conn.exec_driver_sql(rollup.LATEST, latest)  # type: ignore[arg-type]
             await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
             return
+        # one statement with one array per column: thousands of upserts in one round trip
         raw = (await conn.get_raw_connection()).driver_connection
-        if complete:  # one statement with ten arrays: thousands of upserts in one round trip
+        await raw.execute(rollup.LATEST_PG, *map(list, zip(*latest, strict=True)))  # type: ignore[union-attr]
+        if complete:
             await raw.execute(rollup.ADD_PG, *map(list, zip(*params, strict=True)))  # type: ignore[union-attr]
         else:
             await raw.executemany(rollup.pg(sql), params)  # type: ignore[union-attr]

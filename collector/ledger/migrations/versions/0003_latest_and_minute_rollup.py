@@ -1,9 +1,14 @@
-"""One-minute rollups (`readings_1m`), filled from the readings already stored.
+"""The newest reading of every series (`latest_readings`) and one-minute rollups
+(`readings_1m`), both filled from the readings already stored.
+
+Latest values (the endpoint dashboards poll most) read one row per series instead of probing
+the readings' index twice per series: 2,000 series in ~2 ms rather than ~16 ms on SQLite.
 
 Aggregates of whole minutes (1m to 1d buckets) read one row per series and minute instead of
 every reading: a 1-minute aggregate of a 1 Hz tag over a day reads 1,440 rows, not 86,400.
 The writer keeps the table in step from now on; this migration builds it once from the
-existing readings (about 10 s per 10 million readings on a small machine).
+existing readings (21 s on SQLite, 32 s on PostgreSQL for 10 million readings on a
+2-core machine).
 
 Revision ID: 0003
 Revises: 0002
@@ -20,6 +25,20 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "latest_readings",
+        sa.Column("series_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("ts", sa.BigInteger, nullable=False),
+        sa.Column("value", sa.Float(53)),
+        sa.Column("text", sa.Text),
+        sa.Column("quality", sa.SmallInteger, nullable=False),
+    )
+    op.execute(
+        "INSERT INTO latest_readings (series_id, ts, value, text, quality) "
+        "SELECT r.series_id, r.ts, r.value, r.text, r.quality FROM series s "
+        "JOIN readings r ON r.series_id = s.id "
+        "AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = s.id)"
+    )
     op.create_table(
         "readings_1m",
         sa.Column("series_id", sa.Integer, primary_key=True),
@@ -47,3 +66,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("readings_1m")
+    op.drop_table("latest_readings")
