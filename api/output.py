@@ -43,6 +43,15 @@ def value_json(value: float | None, text: str | None, kind: str | None) -> str:
     return repr(float(value))
 
 
+def num_json(value: float | None) -> str:
+    """A float or None as JSON text; NaN and infinity as null (their repr ends in n or f,
+    a finite float's in a digit)."""
+    if value is None:
+        return "null"
+    text = repr(value)
+    return "null" if text[-1] in "fn" else text
+
+
 def any_json(value: Value) -> str:
     """A presented value (number, bool, text or None) as JSON text; NaN and infinity as null."""
     cls = value.__class__

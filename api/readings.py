@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from api.buckets import aggregate_windows
 from api.deps import require_key, runtime
 from api.lookup import resolve_series
-from api.output import CSV_TYPE, QUALITY, any_json, csv_response, value_json
+from api.output import CSV_TYPE, QUALITY, any_json, csv_response, num_json, value_json
 from api.params import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -147,7 +147,7 @@ async def get_aggregate(
     async for window in windows:
         parts.append(",".join([
             f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-            f'"min":{any_json(b.min)},"max":{any_json(b.max)},"avg":{any_json(b.avg)},'
+            f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
             f'"last":{any_json(b.last)}}}' for b in window]))
     body = '{"items":[' + ",".join(p for p in parts if p) + "]}"
     return Response(body.encode(), media_type="application/json")

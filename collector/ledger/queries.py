@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger.rollup import MINUTE, RECOMPUTE, pg
 from collector.ledger.schema import machines, series
@@ -283,9 +284,10 @@ async def aggregate_stats(
     pieces = [(start, lo), (lo, hi), (hi, end)] if use_rollup else [(start, end)]
     found: list[BucketStats] = []
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql" and not use_rollup:
             # JIT compiling costs more than these short aggregates take; a larger work_mem
-            # lets PostgreSQL hash the buckets instead of sorting them on disk
+            # lets PostgreSQL hash the buckets instead of sorting them on disk (the rollups
+            # and the partial minutes at a range's ends are small enough without)
             await conn.execute(text("SET LOCAL jit = off"))
             await conn.execute(text("SET LOCAL work_mem = '64MB'"))
         for i, (a, b) in enumerate(pieces):
@@ -298,13 +300,15 @@ async def aggregate_stats(
                      and len(ids) * -(-(b - a) // bucket) <= _PROBE_MAX)
             rolled = use_rollup and i == 1
             if rolled and bucket == MINUTE:
-                # the rollup rows are the buckets: one index range, no grouping, no join
-                query = _MINUTES
+                # the rollup rows are the buckets: one index range, no grouping, no join, on
+                # the driver (SQLAlchemy's result rows cost more than the query itself)
+                rows = await _driver_fetch(conn, _MINUTES, ids, a, b)
+                scale, shift = 1, 0
             else:
                 query = (_AGGREGATE_ROLLUP if rolled
                          else _AGGREGATE_PROBE_PG if probe else _AGGREGATE_STATS)
-            rows = (await conn.execute(query, params)).all()
-            scale, shift = (1, 0) if probe or query is _MINUTES else (bucket, offset)
+                rows = (await conn.execute(query, params)).all()  # type: ignore[assignment]
+                scale, shift = (1, 0) if probe else (bucket, offset)
             found += [
                 BucketStats(sid, int(k) * scale - shift, int(n), int(nv),
                             lo_v, hi_v, float(mean) if mean is not None else None,
@@ -335,12 +339,25 @@ def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
                        newer.last, newer.last_ts)
 
 
-_MINUTES = text(
+_MINUTES = (
     "SELECT series_id, minute, n, nv, lo, hi, CASE WHEN nv > 0 THEN total / nv END, last_value,"
-    " last_text, last_ts FROM readings_1m"
-    " WHERE series_id IN :ids AND minute >= :start AND minute < :end"
+    " last_text, last_ts FROM readings_1m WHERE {ids} AND minute >= {start} AND minute < {end}"
     " ORDER BY minute, series_id"
-).bindparams(bindparam("ids", expanding=True))
+)
+
+
+async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int], start: int,
+                        end: int) -> list[tuple[Any, ...]]:
+    """A `{ids}`/`{start}`/`{end}` statement run on the driver connection, as plain tuples."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "postgresql":
+        if len(ids) == 1:  # `= $1` walks the index in order; `= ANY` would sort
+            query = sql.format(ids="series_id = $1", start="$2", end="$3")
+            return [tuple(r) for r in await driver.fetch(query, ids[0], start, end)]  # type: ignore[union-attr]
+        query = sql.format(ids="series_id = ANY($1::integer[])", start="$2", end="$3")
+        return [tuple(r) for r in await driver.fetch(query, list(ids), start, end)]  # type: ignore[union-attr]
+    query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
+    return list(await driver.execute_fetchall(query, [*ids, start, end]))  # type: ignore[union-attr]
 
 _AGGREGATE_ROLLUP = text(
     "WITH b AS ("
