@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,6 +14,7 @@ from api.lookup import cached_series, machine_series, tag_descriptions
 from api.output import QUALITY, value_json
 from api.params import format_ts_fast
 from api.schemas import ERRORS, TagList
+from collector.ledger import Series
 
 router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(require_key)],
                    responses=ERRORS)
@@ -33,12 +35,17 @@ async def list_tags(
              f'"quality":"{QUALITY[quality]}"}}'
         for sid, ts, value, text, quality in await rt.ledger.latest_rows(list(kinds))}
     described = tag_descriptions(rt)
-    dumps = json.dumps
-    # written as text directly: with every tag of a plant this is thousands of items
+    # written as text directly: with every tag of a plant this is thousands of items, and
+    # the part that describes a series is the same from one request to the next
     items = ",".join([
-        f'{{"machine":{dumps(s.machine)},"tag":{dumps(s.tag)},"unit":{dumps(s.unit)},'
-        f'"source":{dumps(s.source)},"protocol":{dumps(s.protocol)},"kind":{dumps(s.kind)},'
-        f'"description":{dumps(described.get((s.machine, s.tag)))},'
-        f'"latest":{latest.get(s.id, "null")}}}'
+        f'{_head(s, described.get((s.machine, s.tag)))}"latest":{latest.get(s.id, "null")}}}'
         for s in series])
     return Response(('{"items":[' + items + "]}").encode(), media_type="application/json")
+
+
+@lru_cache(maxsize=65_536)
+def _head(s: Series, description: str | None) -> str:
+    dumps = json.dumps
+    return (f'{{"machine":{dumps(s.machine)},"tag":{dumps(s.tag)},"unit":{dumps(s.unit)},'
+            f'"source":{dumps(s.source)},"protocol":{dumps(s.protocol)},"kind":{dumps(s.kind)},'
+            f'"description":{dumps(description)},')

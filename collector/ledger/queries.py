@@ -346,18 +346,19 @@ _MINUTES = (
 )
 
 
-async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int], start: int,
-                        end: int) -> list[tuple[Any, ...]]:
-    """A `{ids}`/`{start}`/`{end}` statement run on the driver connection, as plain tuples."""
+async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
+                        *bounds: int) -> list[tuple[Any, ...]]:
+    """A statement with `{ids}` (and `{start}`/`{end}` when bounds are given) run on the
+    driver connection, as plain tuples: SQLAlchemy's result rows cost more than the query."""
     driver = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "postgresql":
         if len(ids) == 1:  # `= $1` walks the index in order; `= ANY` would sort
             query = sql.format(ids="series_id = $1", start="$2", end="$3")
-            return [tuple(r) for r in await driver.fetch(query, ids[0], start, end)]  # type: ignore[union-attr]
+            return [tuple(r) for r in await driver.fetch(query, ids[0], *bounds)]  # type: ignore[union-attr]
         query = sql.format(ids="series_id = ANY($1::integer[])", start="$2", end="$3")
-        return [tuple(r) for r in await driver.fetch(query, list(ids), start, end)]  # type: ignore[union-attr]
+        return [tuple(r) for r in await driver.fetch(query, list(ids), *bounds)]  # type: ignore[union-attr]
     query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
-    return list(await driver.execute_fetchall(query, [*ids, start, end]))  # type: ignore[union-attr]
+    return list(await driver.execute_fetchall(query, [*ids, *bounds]))  # type: ignore[union-attr]
 
 _AGGREGATE_ROLLUP = text(
     "WITH b AS ("
@@ -436,17 +437,8 @@ async def latest_rows(
     left out), from the table the writer keeps: one row per series."""
     if not ids:
         return []
-    query = _LATEST_PG if engine.dialect.name == "postgresql" else _LATEST
     async with engine.connect() as conn:
-        result = await conn.execute(query, {"ids": sorted(ids)})
-        return [tuple(row) for row in result.all()]
+        return await _driver_fetch(conn, _LATEST, sorted(ids))
 
 
-_LATEST = text(
-    "SELECT series_id, ts, value, text, quality FROM latest_readings WHERE series_id IN :ids"
-).bindparams(bindparam("ids", expanding=True))
-# one array parameter: one prepared statement and one short plan for any number of series
-_LATEST_PG = text(
-    "SELECT series_id, ts, value, text, quality FROM latest_readings "
-    "WHERE series_id = ANY(CAST(:ids AS INTEGER[]))"
-)
+_LATEST = "SELECT series_id, ts, value, text, quality FROM latest_readings WHERE {ids}"
