@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -68,8 +69,18 @@ async def latest(machine_id: str, rt: Any = Depends(runtime)) -> Response:
     rows = sorted(await rt.ledger.latest_rows(list(by_id)))
     # written as text directly: this is the endpoint dashboards poll most
     items = ",".join([
-        f'{{"tag":{json.dumps(by_id[sid].tag)},"ts":"{format_ts_fast(ts)}",'
+        f'{_tag_json(by_id[sid].tag)}{format_ts_fast(ts)}",'
         f'"value":{value_json(value, text, by_id[sid].kind)},"quality":"{QUALITY[quality]}",'
-        f'"unit":{json.dumps(by_id[sid].unit)}}}'
+        f'"unit":{_unit_json(by_id[sid].unit)}}}'
         for sid, ts, value, text, quality in rows])
     return Response(('{"items":[' + items + "]}").encode(), media_type="application/json")
+
+
+@lru_cache(maxsize=65_536)
+def _tag_json(tag: str) -> str:
+    return f'{{"tag":{json.dumps(tag)},"ts":"'
+
+
+@lru_cache(maxsize=4096)
+def _unit_json(unit: str | None) -> str:
+    return json.dumps(unit)
