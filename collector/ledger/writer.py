@@ -187,11 +187,14 @@ class LedgerWriter:
             await conn.exec_driver_sql(rollup.LATEST, latest)  # type: ignore[arg-type]
             await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
             return
-        # one statement with one array per column: thousands of upserts in one round trip
+        # COPY into staging tables, then one upsert each: thousands of rows, few round trips
         raw = (await conn.get_raw_connection()).driver_connection
-        await raw.execute(rollup.LATEST_PG, *map(list, zip(*latest, strict=True)))  # type: ignore[union-attr]
+        await raw.execute(rollup.CREATE_STAGES)  # type: ignore[union-attr]
+        await raw.copy_records_to_table(rollup.STAGE_LATEST, records=latest)  # type: ignore[union-attr]
+        await raw.execute(rollup.LATEST_PG)  # type: ignore[union-attr]
         if complete:
-            await raw.execute(rollup.ADD_PG, *map(list, zip(*params, strict=True)))  # type: ignore[union-attr]
+            await raw.copy_records_to_table(rollup.STAGE_MINUTES, records=params)  # type: ignore[union-attr]
+            await raw.execute(rollup.ADD_PG)  # type: ignore[union-attr]
         else:
             await raw.executemany(rollup.pg(sql), params)  # type: ignore[union-attr]
 
