@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.config import PipelineConfig  # noqa: E402
 from collector.ledger import Ledger  # noqa: E402
-from collector.ledger.engine import _SQLITE_PRAGMAS  # noqa: E402
+from collector.ledger.engine import SQLITE_PRAGMAS  # noqa: E402
 from collector.model import Reading  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
 from collector.spool import Spool  # noqa: E402
@@ -50,7 +50,7 @@ def bare_sqlite(path: Path, readings: list[Reading], batch: int) -> float:
         sid = ids.setdefault((r.machine, r.tag), len(ids) + 1)
         rows.append((sid, r.ts, r.value, None, int(r.quality)))
     conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in _SQLITE_PRAGMAS:
+    for pragma in SQLITE_PRAGMAS:
         conn.execute(pragma)
     conn.execute("CREATE TABLE readings (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value FLOAT, "
                  "text TEXT, quality SMALLINT NOT NULL, PRIMARY KEY (series_id, ts)) WITHOUT ROWID")

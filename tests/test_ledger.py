@@ -213,3 +213,18 @@ async def test_aggregates_from_rollups_equal_aggregates_from_readings(ledger: Le
             assert (b.count, b.min, b.max) == (len(values), min(values), max(values))
             assert b.avg == pytest.approx(sum(values) / len(values), rel=1e-12)
             assert b.last == values[-1]
+
+
+async def test_migration_builds_latest_and_rollups_from_stored_readings(ledger: Ledger) -> None:
+    """A ledger from before migration 0003 keeps its readings; upgrading fills both tables."""
+    from alembic import command
+
+    from collector.ledger.engine import _alembic_config, _upgrade
+
+    await ledger.write(batch(300, step=7_000_000) + batch(50, tag="voltage", step=13_000_000)
+                       + [Reading("press07", "state", T0 + i, f"s{i}") for i in range(5)])
+    async with ledger.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(_alembic_config(c), "0002"))
+        await conn.run_sync(_upgrade)
+    kept, rebuilt = await rollup_rows(ledger)
+    assert kept == rebuilt and len(kept) > 40

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-_SQLITE_PRAGMAS = (
+SQLITE_PRAGMAS = (
     "PRAGMA page_size=8192",  # new files only: fewer, fuller b-tree pages for (series_id, ts)
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",  # durable at every checkpoint; WAL keeps commits atomic
@@ -81,7 +81,7 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    for pragma in _SQLITE_PRAGMAS:
+    for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
 

@@ -293,12 +293,11 @@ async def aggregate_stats(
         for i, (a, b) in enumerate(pieces):
             if a >= b:
                 continue
-            params = {"ids": ids, "start": a, "end": b, "bucket": bucket, "offset": offset}
+            rolled = use_rollup and i == 1
             # few buckets: one index range per bucket beats hashing every row (2x for
             # 1-minute buckets of a 1 Hz tag over a day); same answers, starts given in µs
-            probe = (engine.dialect.name == "postgresql" and not (use_rollup and i == 1)
+            probe = (engine.dialect.name == "postgresql" and not rolled
                      and len(ids) * -(-(b - a) // bucket) <= _PROBE_MAX)
-            rolled = use_rollup and i == 1
             if rolled and bucket == MINUTE:
                 # the rollup rows are the buckets: one index range, no grouping, no join, on
                 # the driver (SQLAlchemy's result rows cost more than the query itself)
@@ -307,6 +306,7 @@ async def aggregate_stats(
             else:
                 query = (_AGGREGATE_ROLLUP if rolled
                          else _AGGREGATE_PROBE_PG if probe else _AGGREGATE_STATS)
+                params = {"ids": ids, "start": a, "end": b, "bucket": bucket, "offset": offset}
                 rows = (await conn.execute(query, params)).all()  # type: ignore[assignment]
                 scale, shift = (1, 0) if probe else (bucket, offset)
             found += [
@@ -359,6 +359,7 @@ async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
         return [tuple(r) for r in await driver.fetch(query, list(ids), *bounds)]  # type: ignore[union-attr]
     query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
     return list(await driver.execute_fetchall(query, [*ids, *bounds]))  # type: ignore[union-attr]
+
 
 _AGGREGATE_ROLLUP = text(
     "WITH b AS ("

@@ -1,8 +1,9 @@
 """The hot path into the ledger: readings → rows, inserted idempotently in one statement.
 
-Series ids are cached in memory, so a batch costs one statement: on SQLite an `executemany`
+Series ids are cached in memory, so a batch costs one insert: on SQLite an `executemany`
 of `INSERT ... ON CONFLICT DO NOTHING`, on PostgreSQL a binary COPY (with a fallback through a
-staging table and `ON CONFLICT DO NOTHING` when some rows are already there). Rows go in
+staging table and `ON CONFLICT DO NOTHING` when some rows are already there); then, in the
+same transaction, one upsert each for the latest values and the minute rollups. Rows go in
 key order: (series_id, ts) is the clustered key on SQLite and the primary index on
 PostgreSQL, so sorted rows touch each index page once per batch. The key also makes a
 replayed batch insert nothing twice.
