@@ -95,7 +95,8 @@ async def aggregate_windows(
                 continue
             if tz is not None:
                 rows = [_restart(r, _bucket_start(r.start, offset, tz)) for r in rows]
-            rows.sort(key=lambda r: (r.start, order[r.series_id]))
+            if len(order) > 1:  # the ledger gives one series' buckets in order already
+                rows.sort(key=lambda r: (r.start, order[r.series_id]))
             if held:  # the previous window's last bucket may continue here (offset change)
                 first = rows[0].start
                 if held[0].start == first:
@@ -108,8 +109,10 @@ async def aggregate_windows(
                     yield held
                 held = []
             last = rows[-1].start
-            held = [r for r in rows if r.start == last]
-            body = rows[:len(rows) - len(held)]
+            cut = len(rows) - 1  # the last bucket's rows are at the end: scan back only
+            while cut > 0 and rows[cut - 1].start == last:
+                cut -= 1
+            held, body = rows[cut:], rows[:cut]
             if body:
                 yield body
     if held:

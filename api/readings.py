@@ -145,9 +145,18 @@ async def get_aggregate(
              for sid, tag in names.items()}
     parts = []
     async for window in windows:
-        parts.append(",".join([
+        # min, max and avg straight through repr(); a window where one of them was None,
+        # infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan` in the text, which a JSON string
+        # value may also hold) is written again the careful way
+        part = ",".join([
             f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-            f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
-            f'"last":{any_json(b.last)}}}' for b in window]))
+            f'"min":{b.min!r},"max":{b.max!r},"avg":{b.avg!r},"last":{any_json(b.last)}}}'
+            for b in window])
+        if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+            part = ",".join([
+                f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
+                f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
+                f'"last":{any_json(b.last)}}}' for b in window])
+        parts.append(part)
     body = '{"items":[' + ",".join(p for p in parts if p) + "]}"
     return Response(body.encode(), media_type="application/json")

@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo  # noqa: E402
+from collector.ledger.rollup import LATEST, RECOMPUTE, newest, pg  # noqa: E402
 from collector.model import Reading  # noqa: E402
 
 PG = os.environ.get("COLLECTOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -91,11 +92,24 @@ async def _prepare(ledger: Ledger) -> dict[tuple[str, str], int]:
     return {(s.machine, s.tag): s.id for s in await ledger.series()}
 
 
+def rollup_ranges(chunk: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
+    """(series_id, from, to) covering every reading of each series in a chunk; a series cut
+    between two chunks has its boundary minute recomputed from both parts by the second."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for sid, ts, *_ in chunk:
+        first.setdefault(sid, ts)
+        last[sid] = ts
+    return [(sid, first[sid] - first[sid] % 60_000_000, last[sid] + 1) for sid in first]
+
+
 def build_sqlite(rebuild: bool) -> None:
     if SQLITE_PATH.exists() and not rebuild:
         with sqlite3.connect(SQLITE_PATH) as conn:
             try:
                 n = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+                if conn.execute("SELECT sum(n) FROM readings_1m").fetchone()[0] != n:
+                    n = 0  # made before the rollups were filled: build again
             except sqlite3.Error:
                 n = 0
         if n >= expected_rows():
@@ -124,8 +138,11 @@ def build_sqlite(rebuild: bool) -> None:
             break
         conn.execute("BEGIN")
         conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", chunk)
+        # the bulk load bypasses the writer: latest values and minute rollups as it keeps them
+        conn.executemany(LATEST, newest(chunk))
+        conn.executemany(RECOMPUTE, rollup_ranges(chunk))
         conn.execute("COMMIT")
-    conn.execute("ANALYZE")
+    conn.execute("ANALYZE")  # every table
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     n = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
     conn.close()
@@ -146,6 +163,10 @@ def build_postgresql(rebuild: bool) -> None:
             exists = await conn.fetchval(
                 "SELECT to_regclass($1) IS NOT NULL", f"{PG_SCHEMA}.readings")
             n = await conn.fetchval(f"SELECT count(*) FROM {PG_SCHEMA}.readings") if exists else 0
+            if n and await conn.fetchval(f"SELECT sum(n) FROM {PG_SCHEMA}.readings_1m") != n:
+                n = 0  # made before the rollups were filled: build again
+                await conn.execute(f"DROP SCHEMA {PG_SCHEMA} CASCADE")
+                await conn.execute(f"CREATE SCHEMA {PG_SCHEMA}")
             if n >= expected_rows():
                 print(f"postgresql: using cached schema {PG_SCHEMA} ({n:,} readings)")
                 return
@@ -166,7 +187,12 @@ def build_postgresql(rebuild: bool) -> None:
                 await conn.copy_records_to_table("load", records=chunk)
                 await conn.execute(f"INSERT INTO {PG_SCHEMA}.readings SELECT * FROM load "
                                    "ON CONFLICT DO NOTHING")
-            await conn.execute(f"VACUUM ANALYZE {PG_SCHEMA}.readings")
+                await conn.execute(f"SET search_path TO {PG_SCHEMA}")
+                await conn.executemany(pg(LATEST), newest(chunk))
+                await conn.executemany(pg(RECOMPUTE), rollup_ranges(chunk))
+                await conn.execute("RESET search_path")
+            await conn.execute(f"VACUUM ANALYZE {PG_SCHEMA}.readings, {PG_SCHEMA}.readings_1m, "
+                               f"{PG_SCHEMA}.latest_readings")
             n = await conn.fetchval(f"SELECT count(*) FROM {PG_SCHEMA}.readings")
             print(f"postgresql: built {n:,} readings in {time.perf_counter() - t:.0f} s")
         finally:
@@ -181,6 +207,7 @@ def serve(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from collector.config import parse_config
+    from collector.runtime import run_service
 
     class Stats:
         def stats(self) -> dict[str, object]:
@@ -190,7 +217,10 @@ def serve(args: argparse.Namespace) -> None:
     class Runtime:
         def __init__(self, ledger: Ledger):
             self.ledger, self.pipeline, self.health = ledger, Stats(), []
-            self.config = parse_config("api: {enabled: false}\nmachines: []\n")
+            # the machines are this collector's own, as in `collector run` (their sources do
+            # not matter here: the ingest task below stands in for them)
+            self.config = parse_config("api: {enabled: false}\nmachines:\n" + "".join(
+                f"  - {{id: {machine(i)}, sources: []}}\n" for i in range(MACHINES)))
 
     async def ingest(ledger: Ledger, rate: int) -> None:
         pairs = [(machine(i), tag(j)) for i in range(MACHINES) for j in range(TAGS)]
@@ -207,6 +237,8 @@ def serve(args: argparse.Namespace) -> None:
             await asyncio.sleep(max(0.0, 0.5 - (time.perf_counter() - t)))
 
     async def main() -> None:
+        if args.switch_interval:
+            sys.setswitchinterval(args.switch_interval)
         ledger = Ledger(args.url, schema=args.schema)
         await ledger.open()
         if args.gc_freeze:
@@ -217,13 +249,14 @@ def serve(args: argparse.Namespace) -> None:
         tasks = [asyncio.create_task(ingest(ledger, args.ingest_rate))] if args.ingest_rate else []
         server = uvicorn.Server(uvicorn.Config(create_app(Runtime(ledger)), host="127.0.0.1",
                                                port=args.port, log_level="warning",
-                                               access_log=False, lifespan="off"))
+                                               access_log=False, lifespan="off",
+                                               http=args.http))
         await server.serve()
         for task in tasks:
             task.cancel()
         await ledger.close()
 
-    asyncio.run(main())
+    run_service(main())  # the event loop `collector run` uses
 
 
 # --- the clients --------------------------------------------------------------------------
@@ -297,8 +330,8 @@ async def measure(base: str, name: str, clients: int, seconds: float) -> dict[st
             "bytes": int(statistics.mean(sizes))}
 
 
-def start_server(url: str, schema: str | None, ingest_rate: int,
-                 gc_freeze: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(url: str, schema: str | None, ingest_rate: int, gc_freeze: bool = False,
+                 http: str = "auto") -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     from tests.conftest import free_port
@@ -306,7 +339,8 @@ def start_server(url: str, schema: str | None, ingest_rate: int,
     port = free_port()
     cmd = [sys.executable, __file__, "serve", "--url", url, "--port", str(port),
            "--ingest-rate", str(ingest_rate)] + (["--schema", schema] if schema else []) \
-        + (["--gc-freeze"] if gc_freeze else [])
+        + (["--gc-freeze"] if gc_freeze else []) + ["--http", http] \
+        + (["--switch-interval", os.environ["BENCH_SWITCH"]] if "BENCH_SWITCH" in os.environ else [])
     proc = subprocess.Popen(cmd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -323,10 +357,10 @@ def start_server(url: str, schema: str | None, ingest_rate: int,
 def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     url, schema = (f"sqlite:///{SQLITE_PATH}", None) if backend == "sqlite" else (PG, PG_SCHEMA)
     results = []
-    for ingest in (0, args.ingest_rate):
-        proc, base = start_server(url, schema, ingest, args.gc_freeze)
+    for ingest in sorted({0, args.ingest_rate}):
+        proc, base = start_server(url, schema, ingest, args.gc_freeze, args.http)
         try:
-            for name in ("latest", "aggregate", "page", "tags"):
+            for name in args.scenarios.split(","):
                 for clients in sorted({1, args.clients}):
                     r = asyncio.run(measure(base, name, clients, args.seconds))
                     r.update(backend=backend, ingest=ingest, scenario=name, clients=clients)
@@ -351,6 +385,8 @@ def main() -> int:
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--ingest-rate", type=int, default=0)
     srv.add_argument("--gc-freeze", action="store_true")
+    srv.add_argument("--http", default="auto")
+    srv.add_argument("--switch-interval", type=float, default=0)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -359,6 +395,11 @@ def main() -> int:
     parser.add_argument("--drop", action="store_true")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="gc.freeze() in the server after start-up")
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
+                        help="uvicorn's HTTP parser (auto: httptools when installed); with "
+                        "COLLECTOR_EVENT_LOOP=asyncio and --http h11, the server as it was "
+                        "before uvloop and httptools")
+    parser.add_argument("--scenarios", default="latest,aggregate,page,tags")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args)

@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from collector.runtime import run_service  # noqa: E402
+
 PUBLISHER = r"""
 import subprocess, sys, time
 port, prefix, topics, count, qos, rate = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
@@ -227,7 +229,7 @@ def main() -> int:
         folder = Path(tmp)
         broker, port = start_broker(folder, args.broker_inflight)
         try:
-            result = asyncio.run(run(args, folder, port))
+            result = run_service(run(args, folder, port))  # the loop `collector run` uses
         finally:
             broker.send_signal(signal.SIGTERM)
             try:

@@ -241,3 +241,26 @@ async def test_edges_of_time_are_answered(api_env) -> None:  # noqa: F811
     r = await client.get(URL, params={"machine": "press07", "start": last_ms - ten_days,
                                       "end": last_ms, "bucket": "1d", "tz": "Asia/Tokyo"})
     assert [(i["count"], i["last"]) for i in r.json()["items"]] == [(1, 1.0)]
+
+
+async def test_infinite_values_and_empty_statistics_are_null(api_env) -> None:  # noqa: F811
+    """A bucket holding an infinite value, or no number at all, still gives valid JSON: the
+    statistics JSON cannot express are null, the others stay numbers."""
+    rt, client = api_env
+    await rt.ledger.write([
+        Reading("press07", "motor_current", T0 + 1 * S, 2.5),
+        Reading("press07", "motor_current", T0 + 2 * S, float("inf")),
+        Reading("press07", "motor_current", T0 + 61 * S, -1.25),
+        Reading("press07", "motor_current", T0 + 62 * S, 0.1),
+        Reading("press07", "motor_current", T0 + 121 * S, None, BAD),
+    ])
+    params = {"machine": "press07", "tag": "motor_current", "bucket": "1m",
+              "start": ms(T0), "end": ms(T0 + 180 * S)}
+    r = await client.get(URL, params=params)
+    assert r.status_code == 200, r.text
+    got = [(i["count"], i["min"], i["max"], i["avg"], i["last"]) for i in r.json()["items"]]
+    first_min = T0 // MIN * MIN
+    assert [i["start"] for i in r.json()["items"]] == [
+        format_ts(first_min + k * MIN) for k in range(len(got))]
+    assert got == [(2, 2.5, None, None, None), (2, -1.25, 0.1, pytest.approx(-0.575), 0.1),
+                   (1, None, None, None, None)]

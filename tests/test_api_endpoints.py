@@ -163,3 +163,27 @@ async def test_unreachable_ledger_is_503_not_500(ledger: Ledger) -> None:
         r = await plain.get("/api/v1/machines/press07/latest")
         assert r.status_code == 503 and "ledger could not answer" in detail(r)
     await rt.ledger.close()
+
+
+async def test_latest_values_follow_every_change(api_env, ledger_target) -> None:  # noqa: F811
+    """A machine of this config is answered from a cache that every commit and every
+    retention pass of this process invalidates; a machine of another collector box writing
+    to the same ledger is read afresh each time."""
+    rt, client = api_env
+    url = "/api/v1/machines/press07/latest"
+    for k in range(3):
+        await rt.ledger.write([Reading("press07", "motor_current", T0 + k * S, float(k))])
+        assert [i["value"] for i in (await client.get(url)).json()["items"]] == [float(k)]
+        assert [i["value"] for i in (await client.get(url)).json()["items"]] == [float(k)]
+    await rt.ledger.delete_older_than(T0 + 10 * S)
+    assert (await client.get(url)).json()["items"] == []
+    url_, schema = ledger_target
+    other = Ledger(url_, schema=schema, box="box-b")
+    await other.open()
+    try:
+        for k in range(3):
+            await other.write([Reading("mill3", "spindle", T0 + k * S, 100.0 + k)])
+            items = (await client.get("/api/v1/machines/mill3/latest")).json()["items"]
+            assert [(i["tag"], i["value"]) for i in items] == [("spindle", 100.0 + k)]
+    finally:
+        await other.close()

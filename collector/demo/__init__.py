@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from collector.config import CollectorConfig, ConfigError, load_config
+from collector.runtime import run_service
 
 from .plant import DemoError, Plant, can_bind, find_template, free_port
 
@@ -29,8 +30,8 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until Ctrl-C, SIGTERM or `args.seconds`; exit code 0, or 1 with one line."""
     try:
         plant, config, effective = prepare(Path(args.data), int(args.port))
-        return asyncio.run(_serve(plant, config, effective, args.seconds))
-    except DemoError as exc:
+        return run_service(_serve(plant, config, effective, args.seconds))
+    except (DemoError, ValueError) as exc:
         print(f"collector demo: {exc}", file=sys.stderr)
         return 1
 

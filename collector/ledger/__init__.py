@@ -38,6 +38,14 @@ class Ledger:
         self.writer = LedgerWriter(self.engine, box=box)
         self.timescale = False
         self.ready = False  # migrated and synced; writes before that fail (and are spooled)
+        self._deletions = 0
+
+    @property
+    def changes(self) -> int:
+        """Grows with every change this process commits to readings (batches written, old
+        readings deleted): an answer built from the ledger stays right while it is unchanged,
+        for the machines only this process writes (those in its config)."""
+        return self.writer.commits + self._deletions
 
     @property
     def dialect(self) -> str:
@@ -67,7 +75,10 @@ class Ledger:
         return await self.writer.write(batch)
 
     async def delete_older_than(self, cutoff_us: int, batch: int = 5000) -> int:
-        return await queries.delete_older_than(self.engine, cutoff_us, batch)
+        try:
+            return await queries.delete_older_than(self.engine, cutoff_us, batch)
+        finally:
+            self._deletions += 1
 
     # read side
     async def machines(self) -> list[dict[str, object]]:

@@ -302,6 +302,12 @@ async def aggregate_stats(
                 # the rollup rows are the buckets: one index range, no grouping, no join, on
                 # the driver (SQLAlchemy's result rows cost more than the query itself)
                 rows = await _driver_fetch(conn, _MINUTES, ids, a, b)
+                if "bool" not in kinds.values():  # the driver's types are the API's already
+                    found += [BucketStats(sid, k, n, nv, lo_v, hi_v, mean,
+                                          value if text_value is None else text_value, last_ts)
+                              for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts
+                              in rows]
+                    continue
                 scale, shift = 1, 0
             else:
                 query = (_AGGREGATE_ROLLUP if rolled

@@ -87,6 +87,7 @@ class LedgerWriter:
         self._known_machines: set[str] = set()
         self._info: dict[tuple[str, str], SeriesInfo] = {}
         self.rows_written = 0
+        self.commits = 0  # committed batches: read-side caches compare it to know they are fresh
 
     def describe(self, infos: Iterable[SeriesInfo]) -> None:
         """Remember unit/source/protocol for series created later from readings."""
@@ -150,6 +151,7 @@ class LedgerWriter:
             await self._rollup(conn, rows, complete=inserted == len(rows))
         self._kindless.difference_update(kinds_set)  # only once committed
         self.rows_written += len(batch)
+        self.commits += 1
         return len(batch)
 
     async def _copy(self, conn: AsyncConnection, rows: list[tuple[object, ...]]) -> int:
