@@ -3,6 +3,7 @@ as JSON or streamed CSV."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from api.buckets import aggregate_windows
-from api.deps import require_key, runtime
+from api.deps import CHUNK_ROWS, large_answers, require_key, runtime
 from api.lookup import resolve_series
 from api.output import CSV_TYPE, QUALITY, any_json, csv_response, num_json, value_json
 from api.params import (
@@ -60,6 +61,7 @@ async def get_readings(
     cursor: str | None = Query(None, description="the `next` of the previous page"),
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
+    slots: asyncio.Semaphore = Depends(large_answers),
 ) -> Response:
     tags = parse_tags(tag)
     s, e, after = page_range(machine, tags, start, end, cursor)
@@ -67,21 +69,27 @@ async def get_readings(
     names = {x.id: x.tag for x in series}
     if format == "csv":
         return await _readings_csv(rt, machine, tags, series, names, s, e, limit, after)
-    rows = await rt.ledger.reading_rows(list(names), s, e, limit + 1, after)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(machine, tags, s, e, (rows[-1][1], rows[-1][0]))
-    # written as text directly: a 100,000-row page through dicts and json.dumps is 3x slower
-    kinds = {x.id: x.kind for x in series}
-    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"ts":"'
-             for sid, tag in names.items()}
-    items = ",".join([
-        f'{heads[sid]}{format_ts_fast(ts)}","value":{value_json(value, text, kinds[sid])},'
-        f'"quality":"{QUALITY[quality]}"}}'
-        for sid, ts, value, text, quality in rows])
-    body = '{"items":[' + items + '],"next":' + json.dumps(next_cursor) + "}"
-    return Response(body.encode(), media_type="application/json")
+    async with slots:
+        rows = await rt.ledger.reading_rows(list(names), s, e, limit + 1, after)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(machine, tags, s, e, (rows[-1][1], rows[-1][0]))
+        # written as text directly: a 100,000-row page through dicts and json.dumps is 3x
+        # slower
+        kinds = {x.id: x.kind for x in series}
+        heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"ts":"'
+                 for sid, tag in names.items()}
+        parts = []
+        for i in range(0, len(rows), CHUNK_ROWS):
+            if i:
+                await asyncio.sleep(0)  # let the sources and the writer have a turn
+            parts.append(",".join([
+                f'{heads[sid]}{format_ts_fast(ts)}","value":{value_json(value, text, kinds[sid])},'
+                f'"quality":"{QUALITY[quality]}"}}'
+                for sid, ts, value, text, quality in rows[i:i + CHUNK_ROWS]]))
+        body = '{"items":[' + ",".join(parts) + '],"next":' + json.dumps(next_cursor) + "}"
+        return Response(body.encode(), media_type="application/json")
 
 
 async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any],
@@ -118,6 +126,7 @@ async def get_aggregate(
                            "day buckets above all, are aligned to; default UTC"),
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
+    slots: asyncio.Semaphore = Depends(large_answers),
 ) -> Response:
     tags = parse_tags(tag)
     bucket_us = parse_bucket(bucket)
@@ -143,20 +152,28 @@ async def get_aggregate(
             "a larger bucket or a shorter range, or use format=csv")
     heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"start":"'
              for sid, tag in names.items()}
+    async with slots:
+        return Response(await _aggregate_json(windows, heads), media_type="application/json")
+
+
+async def _aggregate_json(windows: AsyncIterator[list[Any]], heads: dict[int, str]) -> bytes:
     parts = []
     async for window in windows:
-        # min, max and avg straight through repr(); a window where one of them was None,
-        # infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan` in the text, which a JSON string
-        # value may also hold) is written again the careful way
-        part = ",".join([
-            f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-            f'"min":{b.min!r},"max":{b.max!r},"avg":{b.avg!r},"last":{any_json(b.last)}}}'
-            for b in window])
-        if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+        for i in range(0, len(window), CHUNK_ROWS):
+            if i:
+                await asyncio.sleep(0)  # let the sources and the writer have a turn
+            chunk = window[i:i + CHUNK_ROWS]
+            # min, max and avg straight through repr(); a chunk where one of them was None,
+            # infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan` in the text, which a JSON
+            # string value may also hold) is written again the careful way
             part = ",".join([
                 f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-                f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
-                f'"last":{any_json(b.last)}}}' for b in window])
-        parts.append(part)
-    body = '{"items":[' + ",".join(p for p in parts if p) + "]}"
-    return Response(body.encode(), media_type="application/json")
+                f'"min":{b.min!r},"max":{b.max!r},"avg":{b.avg!r},"last":{any_json(b.last)}}}'
+                for b in chunk])
+            if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+                part = ",".join([
+                    f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
+                    f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
+                    f'"last":{any_json(b.last)}}}' for b in chunk])
+            parts.append(part)
+    return ('{"items":[' + ",".join(p for p in parts if p) + "]}").encode()

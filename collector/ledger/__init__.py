@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from collector.ledger import queries
+from collector.ledger import direct, queries
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
 from collector.ledger.queries import Bucket, BucketStats, Point, Series
 from collector.ledger.timescale import use_timescale
@@ -55,10 +55,16 @@ class Ledger:
         if migrate:
             await upgrade(self.engine)
             self.timescale = await use_timescale(self.engine)
+        if self.dialect == "sqlite":
+            direct.attach(self.engine, self.engine.url.database or "")
         self.ready = True
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        direct.detach(self.engine)
+        try:
+            await self.writer.close()
+        finally:
+            await self.engine.dispose()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -47,6 +47,10 @@ def async_url(url: str) -> str:
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:") or parsed.database.startswith("file:"):
+            raise LedgerURLError(
+                f"ledger.url {url!r}: a SQLite ledger is a file on disk "
+                "(sqlite:///data/ledger.db, or sqlite:////var/lib/collector/ledger.db)")
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif backend in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from collector.ledger import direct
 from collector.ledger.rollup import MINUTE, RECOMPUTE, pg
 from collector.ledger.schema import machines, series
 from collector.model import Quality, Value
@@ -72,12 +73,21 @@ async def list_machines(engine: AsyncEngine) -> list[dict[str, object]]:
 
 
 async def list_series(engine: AsyncEngine, machine: str | None = None) -> list[Series]:
+    if engine.dialect.name == "sqlite":  # one row per tag: read directly (see `direct`)
+        where = "" if machine is None else "WHERE machine_id = ? "
+        found = direct.fetch(engine, f"{_SERIES} {where}ORDER BY machine_id, id",
+                             [] if machine is None else [machine], 0)
+        if found is not None:
+            return [Series(*r) for r in found]
     query = select(series).order_by(series.c.machine_id, series.c.id)
     if machine is not None:
         query = query.where(series.c.machine_id == machine)
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [Series(r.id, r.machine_id, r.tag, r.unit, r.source, r.protocol, r.kind) for r in rows]
+
+
+_SERIES = "SELECT id, machine_id, tag, unit, source, protocol, kind FROM series"
 
 
 async def latest(engine: AsyncEngine, machine: str) -> list[tuple[Series, Point]]:
@@ -301,7 +311,9 @@ async def aggregate_stats(
             if rolled and bucket == MINUTE:
                 # the rollup rows are the buckets: one index range, no grouping, no join, on
                 # the driver (SQLAlchemy's result rows cost more than the query itself)
-                rows = await _driver_fetch(conn, _MINUTES, ids, a, b)
+                read = _direct_fetch(engine, _MINUTES, ids, a, b,
+                                     most=len(ids) * ((b - a) // MINUTE))
+                rows = read if read is not None else await _driver_fetch(conn, _MINUTES, ids, a, b)
                 if "bool" not in kinds.values():  # the driver's types are the API's already
                     found += [BucketStats(sid, k, n, nv, lo_v, hi_v, mean,
                                           value if text_value is None else text_value, last_ts)
@@ -350,6 +362,16 @@ _MINUTES = (
     " last_text, last_ts FROM readings_1m WHERE {ids} AND minute >= {start} AND minute < {end}"
     " ORDER BY minute, series_id"
 )
+
+
+def _direct_fetch(engine: AsyncEngine, sql: str, ids: Sequence[int], *bounds: int,
+                  most: int) -> list[tuple[Any, ...]] | None:
+    """`_driver_fetch` on SQLite's direct reader (see `direct`) when the result has at most
+    `most` rows; None when it cannot be read that way."""
+    if engine.dialect.name != "sqlite":
+        return None
+    query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
+    return direct.fetch(engine, query, [*ids, *bounds], most)
 
 
 async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
@@ -427,6 +449,10 @@ async def reading_rows(
             args += [after[0], after[0], after[1]]
         sql = f"{_PAGE_SELECT} WHERE {where} ORDER BY ts, series_id LIMIT ?"
     args.append(limit)
+    if not pg:
+        rows = direct.fetch(engine, sql, args, limit)
+        if rows is not None:
+            return rows
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if pg:
@@ -444,8 +470,12 @@ async def latest_rows(
     left out), from the table the writer keeps: one row per series."""
     if not ids:
         return []
+    ids = sorted(ids)
+    rows = _direct_fetch(engine, _LATEST, ids, most=len(ids))
+    if rows is not None:
+        return rows
     async with engine.connect() as conn:
-        return await _driver_fetch(conn, _LATEST, sorted(ids))
+        return await _driver_fetch(conn, _LATEST, ids)
 
 
 _LATEST = "SELECT series_id, ts, value, text, quality FROM latest_readings WHERE {ids}"

@@ -1,7 +1,8 @@
 """The hot path into the ledger: readings → rows, inserted idempotently in one statement.
 
-Series ids are cached in memory, so a batch costs one insert: on SQLite an `executemany`
-of `INSERT ... ON CONFLICT DO NOTHING`, on PostgreSQL a binary COPY (with a fallback through a
+Series ids are cached in memory, so a batch costs one insert: on SQLite a few multi-row
+`INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements on the writer's own thread
+and connection (see `sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
 staging table and `ON CONFLICT DO NOTHING` when some rows are already there); then, in the
 same transaction, one upsert each for the latest values and the minute rollups. Rows go in
 key order: (series_id, ts) is the clustered key on SQLite and the primary index on
@@ -22,13 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger import rollup
 from collector.ledger.schema import machines, series
+from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import Reading
 
 _KEY = itemgetter(0, 1)  # (series_id, ts); duplicates keep their order
-_SQLITE_INSERT = (
-    "INSERT INTO readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
-)
 _COLUMNS = ("series_id", "ts", "value", "text", "quality")
 _PG_STAGE = "_collector_batch"
 _PG_CREATE_STAGE = (
@@ -88,6 +86,12 @@ class LedgerWriter:
         self._info: dict[tuple[str, str], SeriesInfo] = {}
         self.rows_written = 0
         self.commits = 0  # committed batches: read-side caches compare it to know they are fresh
+        self._sqlite = (SqliteBatchWriter(engine.url.database or "")
+                        if self.dialect == "sqlite" else None)
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     def describe(self, infos: Iterable[SeriesInfo]) -> None:
         """Remember unit/source/protocol for series created later from readings."""
@@ -131,25 +135,32 @@ class LedgerWriter:
         """Insert a batch in one transaction; returns the number of readings handed over."""
         if not batch:
             return 0
-        ids = self._ids
-        async with self.engine.begin() as conn:
-            try:
-                rows = self._rows(batch)
-            except KeyError:  # a series not seen before: create it, then build again
-                unknown = {(r.machine, r.tag) for r in batch} - ids.keys()
+        try:
+            rows = self._rows(batch)
+        except KeyError:  # a series not seen before: create it (committed), then build again
+            ids = self._ids
+            unknown = {(r.machine, r.tag) for r in batch} - ids.keys()
+            async with self.engine.begin() as conn:
                 await self._load_ids(conn)
-                still = [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown) if k not in ids]
+                still = [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown)
+                         if k not in ids]
                 if still:
                     await self._create(conn, still)
-                rows = self._rows(batch)
-            kinds_set = await self._set_kinds(conn, batch) if self._kindless else ()
-            rows.sort(key=_KEY)
-            if self.dialect == "sqlite":
-                inserted = (await conn.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
-            else:
+            rows = self._rows(batch)
+        kinds = self._new_kinds(batch) if self._kindless else {}
+        rows.sort(key=_KEY)
+        if self._sqlite is not None:
+            await self._sqlite.write(rows, kinds)
+        else:
+            async with self.engine.begin() as conn:
+                if kinds:  # one statement for all: a first scan brings thousands at once
+                    await conn.execute(
+                        update(series).where(series.c.id == bindparam("sid"))
+                        .values(kind=bindparam("k")),
+                        [{"sid": sid, "k": kind} for sid, kind in kinds.items()])
                 inserted = await self._copy(conn, rows)
-            await self._rollup(conn, rows, complete=inserted == len(rows))
-        self._kindless.difference_update(kinds_set)  # only once committed
+                await self._rollup(conn, rows, complete=inserted == len(rows))
+        self._kindless.difference_update(kinds)  # only once committed
         self.rows_written += len(batch)
         self.commits += 1
         return len(batch)
@@ -177,29 +188,23 @@ class LedgerWriter:
 
     async def _rollup(self, conn: AsyncConnection, rows: list[tuple[object, ...]],
                       complete: bool) -> None:
-        """Keep `latest_readings` and `readings_1m` in step: add the batch's per-minute deltas
-        when every row went in, else rebuild the minutes it touched from the readings."""
+        """PostgreSQL: keep `latest_readings` and `readings_1m` in step, COPYing the newest rows
+        and the batch's per-minute deltas into staging tables, then one upsert each (when
+        every row went in; else the minutes it touched are rebuilt from the readings)."""
         if not rows:
             return
-        latest = rollup.newest(rows)
-        if complete:
-            sql, params = rollup.ADD, rollup.deltas(rows)
-        else:
-            sql, params = rollup.RECOMPUTE, rollup.touched(rows)  # type: ignore[assignment]
-        if self.dialect == "sqlite":
-            await conn.exec_driver_sql(rollup.LATEST, latest)  # type: ignore[arg-type]
-            await conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
-            return
-        # COPY into staging tables, then one upsert each: thousands of rows, few round trips
         raw = (await conn.get_raw_connection()).driver_connection
         await raw.execute(rollup.CREATE_STAGES)  # type: ignore[union-attr]
-        await raw.copy_records_to_table(rollup.STAGE_LATEST, records=latest)  # type: ignore[union-attr]
+        await raw.copy_records_to_table(rollup.STAGE_LATEST,  # type: ignore[union-attr]
+                                        records=rollup.newest(rows))
         await raw.execute(rollup.LATEST_PG)  # type: ignore[union-attr]
         if complete:
-            await raw.copy_records_to_table(rollup.STAGE_MINUTES, records=params)  # type: ignore[union-attr]
+            await raw.copy_records_to_table(rollup.STAGE_MINUTES,  # type: ignore[union-attr]
+                                            records=rollup.deltas(rows))
             await raw.execute(rollup.ADD_PG)  # type: ignore[union-attr]
         else:
-            await raw.executemany(rollup.pg(sql), params)  # type: ignore[union-attr]
+            await raw.executemany(rollup.pg(rollup.RECOMPUTE),  # type: ignore[union-attr]
+                                  rollup.touched(rows))
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
         """(series_id, ts, value, text, quality) rows; raises KeyError for an unknown series."""
@@ -219,8 +224,9 @@ class LedgerWriter:
                 append((sid, r.ts, float(v), None, int(r.quality)))
         return rows
 
-    async def _set_kinds(self, conn: AsyncConnection, batch: Sequence[Reading]) -> Iterable[int]:
-        """Record each new series' kind (number, bool, text) from its first real value."""
+    def _new_kinds(self, batch: Sequence[Reading]) -> dict[int, str]:
+        """The kind (number, bool, text) of each series still without one that has its first
+        real value in this batch."""
         kindless = self._kindless
         pending: dict[int, str] = {}
         for r in batch:
@@ -229,12 +235,7 @@ class LedgerWriter:
             sid = self._ids[(r.machine, r.tag)]
             if sid in kindless and sid not in pending:
                 pending[sid] = kind_of(r.value)  # type: ignore[assignment]
-        if pending:  # one statement for all of them: a first scan brings thousands at once
-            await conn.execute(
-                update(series).where(series.c.id == bindparam("sid")).values(kind=bindparam("k")),
-                [{"sid": sid, "k": kind} for sid, kind in pending.items()],
-            )
-        return pending.keys()
+        return pending
 
     async def _load_ids(self, conn: AsyncConnection) -> None:
         result = await conn.execute(select(series.c.id, series.c.machine_id, series.c.tag, series.c.kind))
@@ -263,3 +264,4 @@ class LedgerWriter:
               "protocol": i.protocol} for i in infos],
         )
         await self._load_ids(conn)
+
