@@ -1,29 +1,36 @@
-"""The SQLite hot path: a batch, its latest values and its minute rollups, committed on a
-thread and connection of the writer's own, handed over once per batch.
+"""The SQLite hot path: a batch, its latest values and its minute rollups, committed by the
+event loop's own thread on a connection of the writer's own, a few thousand rows at a time.
 
-Through SQLAlchemy and aiosqlite every statement is a round trip between the event loop and
-aiosqlite's thread, and a batch is a dozen statements (BEGIN, the inserts, the upserts,
-COMMIT). While the loop is busy (eight API clients asking for large answers at once) each
-round trip waits for a turn of the loop: measured, a 1,000-reading batch then took up to
-4.8 s and ingest fell from 2,000 to ~200 readings/s. Here the whole transaction is one
-function on the writer's thread, so the loop only waits for its result.
+Not through a worker thread (aiosqlite's, or one of our own): a thread needs the GIL back
+after every SQLite call, and while the event loop runs Python (eight API clients asking for
+large answers, MQTT messages arriving) it hardly ever gets it. The loop lets go of the GIL
+for a moment at every turn and takes it straight back, and CPython only forces a hand-over
+to a waiting thread when no hand-over happened for a whole switch interval, so the thread
+keeps losing the race. Measured: one 4,096-row INSERT took 12 ms alone, 7.5 ms beside a
+thread spinning in Python, and 3.1 s beside a busy event loop; a 20,000-reading batch 30 to
+60 s. On the loop's own thread the same batch costs its ~3 µs per reading of CPU and nothing
+else, and the loop has a turn between statements (at most 4,096 rows, ~12 ms each).
 
-Rows go in as multi-row `INSERT ... VALUES (...), (...)` statements, not `executemany`:
-Python's sqlite3 module lets go of the GIL around each row's step and must take it back
-before the next, and while another thread runs Python (the event loop) each take waits for
-the interpreter's switch interval. Measured: 20,000 rows took 35 ms with the loop idle and
-23 s with it busy; as statements of up to 4,096 rows, 27 ms and 67 ms. Chunk sizes are powers
-of two, so a handful of statement texts repeat and stay prepared in the statement cache (each
-prepared 4,096-row statement holds ~2 MB; arbitrary sizes would fill the cache with them).
+Two things would still block the loop, so they are kept off it: waiting for another
+connection's write lock (`BEGIN IMMEDIATE` is tried without waiting and retried after a
+sleep) and checkpoints (copying the WAL back into the database file, with an fsync), which
+run on a thread of their own once the WAL passes `CHECKPOINT_BYTES`; that thread spends its
+time inside SQLite and needs the GIL only to start and finish.
+
+Rows go in as multi-row `INSERT ... VALUES (...), (...)` statements, not `executemany`, which
+steps row by row. Chunk sizes are powers of two, so a handful of statement texts repeat and
+stay prepared in the statement cache (a prepared 4,096-row statement holds ~2 MB; arbitrary
+sizes would fill the cache with them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from itertools import chain
 
@@ -33,65 +40,152 @@ from collector.ledger.engine import SQLITE_PRAGMAS
 INSERT = ("INSERT INTO readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
           "ON CONFLICT DO NOTHING")
 SET_KIND = "UPDATE series SET kind = ? WHERE id = ?"
+NEW_MACHINE = "INSERT INTO machines (id, box) VALUES (?, ?) ON CONFLICT DO NOTHING"
+NEW_SERIES = ("INSERT INTO series (machine_id, tag, unit, source, protocol) VALUES (?, ?, ?, ?, ?) "
+              "ON CONFLICT DO NOTHING")
 # host parameters one SQLite statement may hold (32,766 since SQLite 3.32, 999 before)
 MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _VALUES = re.compile(r"VALUES (\(\?(?:, \?)*\))")
 
+log = logging.getLogger("collector.ledger")
+
+
+CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
+LOCK_WAIT = 30.0  # seconds to wait for another connection's write lock before failing
+_RETRY = 0.02
+
 
 class SqliteBatchWriter:
-    """Writes sorted reading rows to the SQLite file at `path`; one thread, one connection."""
+    """Writes sorted reading rows to the SQLite file at `path` from the event loop's thread."""
 
     def __init__(self, path: str):
         self.path = path
         self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._checkpoint: asyncio.Task[None] | None = None
 
     async def write(self, rows: Sequence[tuple[object, ...]], kinds: dict[int, str]) -> int:
         """Commit rows (sorted by series_id, ts) and the kinds of newly seen series; returns
         the number of rows inserted (fewer when some were stored already)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._write, rows, kinds)
+        conn = self._conn or self._open()
+        await self._begin(conn)
+        try:
+            if kinds:
+                conn.executemany(SET_KIND, [(kind, sid) for sid, kind in kinds.items()])
+            inserted = await many_yielding(conn, INSERT, rows)
+            await many_yielding(conn, rollup.LATEST, rollup.newest(rows))
+            if inserted == len(rows):
+                await many_yielding(conn, rollup.ADD, rollup.deltas(rows))
+            else:  # some rows were there already: rebuild the minutes touched (replays)
+                for touched in rollup.touched(rows):
+                    conn.execute(rollup.RECOMPUTE, touched)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        self._maybe_checkpoint()
+        return inserted
+
+    def ids(self) -> tuple[list[tuple[int, str, str, str | None]], list[str]]:
+        """(id, machine, tag, kind) of every series, and every machine id."""
+        conn = self._conn or self._open()
+        return (conn.execute("SELECT id, machine_id, tag, kind FROM series").fetchall(),
+                [row[0] for row in conn.execute("SELECT id FROM machines")])
+
+    async def create(self, machines: Sequence[tuple[str, str | None]],
+                     series: Sequence[tuple[str, str, str | None, str | None, str | None]]) -> None:
+        """Add machines (id, box) and series (machine, tag, unit, source, protocol) that are
+        not there yet, in one transaction."""
+        conn = self._conn or self._open()
+        await self._begin(conn)
+        try:
+            if machines:
+                conn.executemany(NEW_MACHINE, machines)
+            conn.executemany(NEW_SERIES, series)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._thread, self._close)
-        finally:
-            self._thread.shutdown(wait=False)
-
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        for pragma in SQLITE_PRAGMAS:
-            conn.execute(pragma)
-        self._conn = conn
-        return conn
-
-    def _close(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _write(self, rows: Sequence[tuple[object, ...]], kinds: dict[int, str]) -> int:
-        conn = self._conn or self._open()
-        conn.execute("BEGIN IMMEDIATE")  # the write lock now, not halfway through
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
+        conn.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread (see _begin)
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on a thread instead
+        self._conn = conn
+        return conn
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock now (not halfway through), sleeping while another connection
+        holds it (retention, a config sync, an admin's shell)."""
+        waited = 0.0
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if waited >= LOCK_WAIT:
+                    raise sqlite3.OperationalError(
+                        f"{exc} (the ledger file's write lock was held elsewhere for "
+                        f"{LOCK_WAIT:.0f} s)") from None
+            await asyncio.sleep(_RETRY)
+            waited += _RETRY
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the connection is unusable: open a new one next time
+                conn.close()
+                self._conn = None
+
+    def _maybe_checkpoint(self) -> None:
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
         try:
-            if kinds:
-                conn.executemany(SET_KIND, [(kind, sid) for sid, kind in kinds.items()])
-            inserted = many(conn, INSERT, rows)
-            many(conn, rollup.LATEST, rollup.newest(rows))
-            if inserted == len(rows):
-                many(conn, rollup.ADD, rollup.deltas(rows))
-            else:  # some rows were there already: rebuild the minutes touched (replays)
-                conn.executemany(rollup.RECOMPUTE, rollup.touched(rows))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:  # the connection is unusable: open a new one next time
-                    self._close()
-            raise
-        return inserted
+            size = os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            return
+        if size >= CHECKPOINT_BYTES:
+            self._checkpoint = asyncio.create_task(asyncio.to_thread(_checkpoint, self.path),
+                                                   name="ledger-checkpoint")
+
+
+def _checkpoint(path: str) -> None:
+    """Copy committed WAL frames into the database file (PASSIVE: never waits for readers
+    or writers); the WAL then starts over from its beginning."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout=1000")
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:  # retried after the next commit
+        log.warning("ledger checkpoint failed: %s", exc)
+    finally:
+        conn.close()
+
+
+async def many_yielding(conn: sqlite3.Connection, sql: str,
+                        rows: Sequence[Sequence[object]]) -> int:
+    """`many`, with a turn for the event loop between statements."""
+    if not rows:
+        return 0
+    changed = 0
+    i = 0
+    for size in chunks(len(rows), MAX_PARAMS // len(rows[0])):
+        if i:
+            await asyncio.sleep(0)
+        changed += many(conn, sql, rows[i:i + size])
+        i += size
+    return changed
 
 
 def many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -> int:

@@ -1,8 +1,8 @@
 """The hot path into the ledger: readings → rows, inserted idempotently in one statement.
 
 Series ids are cached in memory, so a batch costs one insert: on SQLite a few multi-row
-`INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements on the writer's own thread
-and connection (see `sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
+`INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements on the writer's own
+connection (see `sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
 staging table and `ON CONFLICT DO NOTHING` when some rows are already there); then, in the
 same transaction, one upsert each for the latest values and the minute rollups. Rows go in
 key order: (series_id, ts) is the clustered key on SQLite and the primary index on
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import bindparam, select, update
@@ -138,14 +139,7 @@ class LedgerWriter:
         try:
             rows = self._rows(batch)
         except KeyError:  # a series not seen before: create it (committed), then build again
-            ids = self._ids
-            unknown = {(r.machine, r.tag) for r in batch} - ids.keys()
-            async with self.engine.begin() as conn:
-                await self._load_ids(conn)
-                still = [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown)
-                         if k not in ids]
-                if still:
-                    await self._create(conn, still)
+            await self._ensure_series({(r.machine, r.tag) for r in batch} - self._ids.keys())
             rows = self._rows(batch)
         kinds = self._new_kinds(batch) if self._kindless else {}
         rows.sort(key=_KEY)
@@ -237,17 +231,39 @@ class LedgerWriter:
                 pending[sid] = kind_of(r.value)  # type: ignore[assignment]
         return pending
 
-    async def _load_ids(self, conn: AsyncConnection) -> None:
-        result = await conn.execute(select(series.c.id, series.c.machine_id, series.c.tag, series.c.kind))
-        for sid, machine, tag, kind in result:
+    async def _ensure_series(self, unknown: set[tuple[str, str]]) -> None:
+        """Create the series (and machines) not in the ledger yet, in a transaction of its own."""
+        def missing() -> list[SeriesInfo]:
+            return [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown)
+                    if k not in self._ids]
+
+        if self._sqlite is None:
+            async with self.engine.begin() as conn:
+                await self._load_ids(conn)
+                if still := missing():
+                    await self._create(conn, still)
+            return
+        self._absorb(*self._sqlite.ids())  # on SQLite through the writer's own connection
+        if still := missing():
+            new_machines = sorted({i.machine for i in still} - self._known_machines)
+            await self._sqlite.create(
+                [(m, self.box) for m in new_machines],
+                [(i.machine, i.tag, i.unit, i.source, i.protocol) for i in still])
+            self._absorb(*self._sqlite.ids())
+
+    def _absorb(self, rows: Iterable[Sequence[Any]], machine_ids: Iterable[str]) -> None:
+        """Take in (id, machine, tag, kind) of every series and the machine ids."""
+        for sid, machine, tag, kind in rows:
             self._ids[(machine, tag)] = sid
             if kind is None:
                 self._kindless.add(sid)
             else:
                 self._kindless.discard(sid)
-        self._known_machines.update(
-            row[0] for row in await conn.execute(select(machines.c.id))
-        )
+        self._known_machines.update(machine_ids)
+
+    async def _load_ids(self, conn: AsyncConnection) -> None:
+        result = await conn.execute(select(series.c.id, series.c.machine_id, series.c.tag, series.c.kind))
+        self._absorb(result.all(), [row[0] for row in await conn.execute(select(machines.c.id))])
 
     async def _create(self, conn: AsyncConnection, infos: Sequence[SeriesInfo]) -> None:
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
