@@ -80,14 +80,26 @@ async def get_readings(
         kinds = {x.id: x.kind for x in series}
         heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"ts":"'
                  for sid, tag in names.items()}
+        numbers = "bool" not in kinds.values()
         parts = []
         for i in range(0, len(rows), CHUNK_ROWS):
             if i:
                 await asyncio.sleep(0)  # let the sources and the writer have a turn
-            parts.append(",".join([
-                f'{heads[sid]}{format_ts_fast(ts)}","value":{value_json(value, text, kinds[sid])},'
-                f'"quality":"{QUALITY[quality]}"}}'
-                for sid, ts, value, text, quality in rows[i:i + CHUNK_ROWS]]))
+            chunk = rows[i:i + CHUNK_ROWS]
+            part = None
+            if numbers:  # values straight through repr(); see _aggregate_json
+                part = ",".join([
+                    f'{heads[sid]}{format_ts_fast(ts)}","value":{value!r},'
+                    f'"quality":"{QUALITY[quality]}"}}'
+                    for sid, ts, value, _text, quality in chunk])
+                if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+                    part = None  # a text, no value, or an infinity: the careful way
+            if part is None:
+                part = ",".join([
+                    f'{heads[sid]}{format_ts_fast(ts)}","value":'
+                    f'{value_json(value, text, kinds[sid])},"quality":"{QUALITY[quality]}"}}'
+                    for sid, ts, value, text, quality in chunk])
+            parts.append(part)
         body = '{"items":[' + ",".join(parts) + '],"next":' + json.dumps(next_cursor) + "}"
         return Response(body.encode(), media_type="application/json")
 

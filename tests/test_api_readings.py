@@ -84,6 +84,10 @@ async def test_items_several_tags_oldest_first(api_env) -> None:  # noqa: F811
     # no tag: every tag of the machine
     every = (await client.get(URL, params=params)).json()["items"]
     assert len(every) == 6 and [i["ts"] for i in every] == sorted(i["ts"] for i in every)
+    # numbers, a text and a missing value on one page (no bool tag among them)
+    mixed = (await client.get(URL, params={**params, "tag": ["motor_current", "mode"]})).json()
+    assert mixed["items"] == [i for i in every if i["tag"] in ("motor_current", "mode")]
+    assert {type(i["value"]) for i in mixed["items"]} == {float, str, type(None)}
 
 
 async def test_paging_covers_everything_once(api_env) -> None:  # noqa: F811

@@ -377,14 +377,15 @@ def _direct_fetch(engine: AsyncEngine, sql: str, ids: Sequence[int], *bounds: in
 async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
                         *bounds: int) -> list[tuple[Any, ...]]:
     """A statement with `{ids}` (and `{start}`/`{end}` when bounds are given) run on the
-    driver connection, as plain tuples: SQLAlchemy's result rows cost more than the query."""
+    driver connection, as plain tuples (asyncpg's Records, which unpack, index and compare
+    like tuples): SQLAlchemy's result rows cost more than the query."""
     driver = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "postgresql":
         if len(ids) == 1:  # `= $1` walks the index in order; `= ANY` would sort
             query = sql.format(ids="series_id = $1", start="$2", end="$3")
-            return [tuple(r) for r in await driver.fetch(query, ids[0], *bounds)]  # type: ignore[union-attr]
+            return await driver.fetch(query, ids[0], *bounds)  # type: ignore[union-attr,no-any-return]
         query = sql.format(ids="series_id = ANY($1::integer[])", start="$2", end="$3")
-        return [tuple(r) for r in await driver.fetch(query, list(ids), *bounds)]  # type: ignore[union-attr]
+        return await driver.fetch(query, list(ids), *bounds)  # type: ignore[union-attr,no-any-return]
     query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
     return list(await driver.execute_fetchall(query, [*ids, *bounds]))  # type: ignore[union-attr]
 
@@ -455,8 +456,8 @@ async def reading_rows(
             return rows
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
-        if pg:
-            return [tuple(r) for r in await driver.fetch(sql, *args)]  # type: ignore[union-attr]
+        if pg:  # asyncpg's Records unpack and index like tuples; copying them costs more
+            return await driver.fetch(sql, *args)  # type: ignore[union-attr,no-any-return]
         return list(await driver.execute_fetchall(sql, args))  # type: ignore[union-attr]
 
 
