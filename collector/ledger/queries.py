@@ -383,9 +383,9 @@ async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
     if conn.dialect.name == "postgresql":
         if len(ids) == 1:  # `= $1` walks the index in order; `= ANY` would sort
             query = sql.format(ids="series_id = $1", start="$2", end="$3")
-            return await driver.fetch(query, ids[0], *bounds)  # type: ignore[union-attr,no-any-return]
+            return await driver.fetch(query, ids[0], *bounds)  # type: ignore[union-attr]
         query = sql.format(ids="series_id = ANY($1::integer[])", start="$2", end="$3")
-        return await driver.fetch(query, list(ids), *bounds)  # type: ignore[union-attr,no-any-return]
+        return await driver.fetch(query, list(ids), *bounds)  # type: ignore[union-attr]
     query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
     return list(await driver.execute_fetchall(query, [*ids, *bounds]))  # type: ignore[union-attr]
 
@@ -457,7 +457,7 @@ async def reading_rows(
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if pg:  # asyncpg's Records unpack and index like tuples; copying them costs more
-            return await driver.fetch(sql, *args)  # type: ignore[union-attr,no-any-return]
+            return await driver.fetch(sql, *args)  # type: ignore[union-attr]
         return list(await driver.execute_fetchall(sql, args))  # type: ignore[union-attr]
 
 

@@ -117,9 +117,9 @@ def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:
             else:
                 if value < lo:
                     lo = value
-                elif value > hi:  # type: ignore[operator]
+                elif value > hi:
                     hi = value
-                total += value  # type: ignore[operator]
+                total += value
         last_ts, last_value, last_text = ts, value, text  # sorted: the newest comes last
     if n:
         append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text))

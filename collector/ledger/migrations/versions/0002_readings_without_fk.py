@@ -26,8 +26,9 @@ def upgrade() -> None:
     if bind.dialect.name != "postgresql":
         return
     for fk in sa.inspect(bind).get_foreign_keys("readings"):
-        if fk["referred_table"] == "series" and fk.get("name"):
-            op.drop_constraint(fk["name"], "readings", type_="foreignkey")
+        name = fk.get("name")
+        if fk["referred_table"] == "series" and name:
+            op.drop_constraint(name, "readings", type_="foreignkey")
 
 
 def downgrade() -> None:
