@@ -26,7 +26,7 @@ from .config import MqttSourceConfig, MqttTagConfig
 from .connection import buffer_reads, explain, make_client, paho_logger, paho_of
 from .payload import PayloadError, TagDecoder, parse_json
 from .stats import PayloadStats
-from .topics import Router, machine_id, minimal_filters, render_name
+from .topics import Router, covers, machine_id, minimal_filters, render_name
 
 log = logging.getLogger("adapters.mqtt")
 
@@ -181,6 +181,12 @@ class MqttAdapter:
             self.health.error(f"broker {self.cfg.broker} refused the subscription to "
                               f"{', '.join(refused)} (check the broker's ACL for this user)")
             log.error("%s/%s: %s", self.machine, self.cfg.id, self.health.last_error)
+            # their tags will get nothing: say so in the ledger once, as a gap, not silence
+            ts = self._now()
+            blind = [Reading(self.machine, t.name, ts, None, BAD) for t in self.cfg.tags
+                     if not t.is_template and any(covers(f, t.template.filter) for f in refused)]
+            if blind:
+                await self.ctx.sink.put(blind)
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Wait for the connection to drop (aiomqtt ends its message iterator then)."""

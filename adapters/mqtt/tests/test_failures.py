@@ -207,3 +207,42 @@ async def test_broker_unreachable(run_adapter, prefix):
     await wait_for(lambda: run.health.errors >= 2)
     assert "connection refused" in run.health.last_error
     assert [(r.tag, r.quality) for r in run.sink.readings] == [("v", BAD)]
+
+
+async def test_refused_subscription_is_reported_and_the_rest_flows(run_adapter, prefix):
+    """A broker whose ACL refuses one topic (amqtt's taboo-topic plugin answers SUBACK 0x80;
+    Mosquitto instead grants and filters silently): health names the refused filter and
+    what to check, its tag gets one BAD reading (a visible gap), the other tags flow."""
+    pytest.importorskip("amqtt", reason="amqtt is not installed: pip install amqtt")
+    from amqtt.broker import Broker
+
+    from .peers import free_port
+
+    port = free_port()
+    broker = Broker({
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+                    "amqtt.plugins.topic_checking.TopicTabooPlugin": {}},
+    })
+    await broker.start()
+    try:
+        ok_topic = f"{prefix}/ok"
+        cfg = config_with([source([{"name": "secret", "topic": "prohibited"},
+                                   {"name": "fine", "topic": ok_topic}],
+                                  broker=f"mqtt://127.0.0.1:{port}")])
+        run = await run_adapter(cfg)
+        await wait_for(lambda: run.health.last_error is not None)
+        assert "refused the subscription to prohibited" in run.health.last_error
+        assert "ACL" in run.health.last_error and f"127.0.0.1:{port}" in run.health.last_error
+        await wait_for(lambda: run.sink.of("secret"))
+        assert [(r.value, r.quality) for r in run.sink.of("secret")] == [(None, BAD)]
+        publisher = await asyncio.to_thread(Publisher, port)
+        try:
+            await asyncio.to_thread(publisher.publish, ok_topic, "41.5")
+            await wait_for(lambda: run.sink.of("fine"))
+        finally:
+            await asyncio.to_thread(publisher.close)
+        assert [(r.value, r.quality) for r in run.sink.of("fine")] == [(41.5, GOOD)]
+        assert run.health.connected and run.task is not None and not run.task.done()
+    finally:
+        await broker.shutdown()
