@@ -13,9 +13,10 @@ removes the schema at the end).
 The API runs under uvicorn in a child process (`bench/api.py serve ...`), as in `collector
 run`: one process, one event loop; with ingest, that process also writes `--ingest-rate`
 readings/s (every series at 1 Hz by default) through the ledger writer in 0.5 s batches.
-With --gc-freeze the server calls gc.collect(); gc.freeze() once after start-up: Python's
-full cyclic-GC collections, triggered by the tuples of large pages, otherwise stall one
-request in ten by ~50 ms (the p95 of single-client pages on PostgreSQL).
+With --gc-freeze the server calls gc.collect(); gc.freeze() once after start-up, as
+`collector run` does: Python's full cyclic-GC collections, triggered by the tuples of large
+pages, otherwise stall one request in ten by ~50 ms (the p95 of single-client pages on
+PostgreSQL).
 Scenarios: the latest values of a machine with 200 tags; 1-minute aggregates of a 1 Hz tag
 over 24 h; a 10,000-row raw page of a 1 Hz tag; every one of the 2,000 tags with its newest
 value (`/api/v1/tags`, the ARCHITECTURE.md target "latest values of 2,000 tags < 20 ms").
