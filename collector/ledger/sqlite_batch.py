@@ -81,6 +81,7 @@ class SqliteBatchWriter:
                 await many_yielding(conn, rollup.ADD, rollup.deltas(rows), turns)
             else:  # some rows were there already: rebuild the minutes touched (replays)
                 for touched in rollup.touched(rows):
+                    await turns.maybe()
                     conn.execute(rollup.RECOMPUTE, touched)
             conn.execute("COMMIT")
         except BaseException:
