@@ -150,14 +150,9 @@ async def stream_readings(
     cursor = after
     while remaining > 0:
         n = min(chunk, remaining)
-        where, params = _range_filter(ids, start, end, cursor)
-        params["n"] = n
-        query = text(
-            f"SELECT series_id, ts, value, text, quality FROM readings WHERE {where} "
-            "ORDER BY ts, series_id LIMIT :n"
-        ).bindparams(bindparam("ids", expanding=True))
-        async with engine.connect() as conn:
-            rows = (await conn.execute(query, params)).all()
+        # pages of `chunk` rows through the driver (on SQLite read directly: a long CSV
+        # export then goes at its own pace even while the loop is busy)
+        rows = await reading_rows(engine, ids, start, end, n, cursor)
         for sid, ts, value, text_value, quality in rows:
             yield Point(sid, ts, present(kinds[sid], value, text_value), Quality(quality))
         if len(rows) < n:
