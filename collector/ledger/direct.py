@@ -3,16 +3,16 @@
 aiosqlite runs each query in a thread of its own connection. Python's sqlite3 module lets go
 of the GIL around every step of a query, so a thread fetching a result of N rows takes the GIL
 back N times, and while the event loop is busy (formatting an answer, decoding MQTT
-messages) each of those takes waits up to the interpreter's switch interval. Measured on a
+messages) each of those takes can wait long (see `sqlite_batch` for why). Measured on a
 2-core box with 8 API clients: fetching 1,440 rollup rows went from 1.6 ms alone to tens of
 milliseconds, and two threads reading at once served fewer queries than one.
 
-A read with a bounded result (the latest value of each series, a page of at most
-`MAX_ROWS` readings, up to `MAX_ROWS` minute rollups) therefore runs here, synchronously, on
-a read-only connection of its own: it holds the loop for about as long as formatting its
-answer does anyway (~1 ms per 1,500 rows) and never waits for the GIL. Anything larger, or a
-read that finds the database busy, goes through aiosqlite as before. In WAL mode this
-connection sees every committed batch and never blocks the writer.
+A read with a bounded result (the latest value of each series, a page of at most `MAX_ROWS`
+readings, up to `MAX_ROWS` minute rollups, the series list) therefore runs here,
+synchronously, on a read-only connection of its own: it holds the loop for about as long as
+formatting its answer does anyway (~1 ms per 1,500 rows) and never waits for the GIL.
+Anything larger, or a read that finds the file locked, goes through aiosqlite as before. In
+WAL mode this connection sees every committed batch and never blocks the writer.
 """
 
 from __future__ import annotations
