@@ -9,8 +9,8 @@ to a waiting thread when no hand-over happened for a whole switch interval, so t
 keeps losing the race. Measured: one 4,096-row INSERT took 12 ms alone, 7.5 ms beside a
 thread spinning in Python, and 3.1 s beside a busy event loop; a 20,000-reading batch 30 to
 60 s. On the loop's own thread the same batch costs its ~3 µs per reading of CPU and nothing
-else, and the loop has a turn every few milliseconds, between statements (at most 4,096
-rows, ~12 ms each).
+else, and the loop has a turn every few milliseconds, between statements (at most 1,024
+rows, ~3 ms each).
 
 Two things would still block the loop, so they are kept off it: waiting for another
 connection's write lock (`BEGIN IMMEDIATE` is tried without waiting and retried after a
@@ -20,8 +20,8 @@ time inside SQLite and needs the GIL only to start and finish.
 
 Rows go in as multi-row `INSERT ... VALUES (...), (...)` statements, not `executemany`, which
 steps row by row. Chunk sizes are powers of two, so a handful of statement texts repeat and
-stay prepared in the statement cache (a prepared 4,096-row statement holds ~2 MB; arbitrary
-sizes would fill the cache with them).
+stay prepared in the statement cache (a prepared 1,024-row statement holds ~0.5 MB;
+arbitrary sizes would fill the cache with them).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ log = logging.getLogger("collector.ledger")
 
 
 CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
+STATEMENT_ROWS = 1024  # rows per statement at most: ~3 ms of the loop each
 TURN = 0.005  # seconds the writer holds the loop before it lets others have a turn
 LOCK_WAIT = 30.0  # seconds to wait for another connection's write lock before failing
 _RETRY = 0.02
@@ -76,8 +77,10 @@ class SqliteBatchWriter:
                 conn.executemany(SET_KIND, [(kind, sid) for sid, kind in kinds.items()])
             turns = Turns()
             inserted = await many_yielding(conn, INSERT, rows, turns)
+            await turns.maybe()
             await many_yielding(conn, rollup.LATEST, rollup.newest(rows), turns)
             if inserted == len(rows):
+                await turns.maybe()  # the deltas take ~1 µs a reading to work out
                 await many_yielding(conn, rollup.ADD, rollup.deltas(rows), turns)
             else:  # some rows were there already: rebuild the minutes touched (replays)
                 for touched in rollup.touched(rows):
@@ -199,7 +202,7 @@ async def many_yielding(conn: sqlite3.Connection, sql: str, rows: Sequence[Seque
         return 0
     changed = 0
     i = 0
-    for size in chunks(len(rows), MAX_PARAMS // len(rows[0])):
+    for size in chunks(len(rows), min(STATEMENT_ROWS, MAX_PARAMS // len(rows[0]))):
         await turns.maybe()
         changed += many(conn, sql, rows[i:i + size])
         i += size
@@ -213,7 +216,7 @@ def many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[object]]) -
         return 0
     changed = 0
     i = 0
-    for size in chunks(len(rows), MAX_PARAMS // len(rows[0])):
+    for size in chunks(len(rows), min(STATEMENT_ROWS, MAX_PARAMS // len(rows[0]))):
         cursor = conn.execute(values_sql(sql, size), tuple(chain.from_iterable(rows[i:i + size])))
         changed += max(cursor.rowcount, 0)
         i += size
