@@ -3,6 +3,11 @@ with and without ingest running, on SQLite and on PostgreSQL.
 
     .venv/bin/python bench/api.py [--backend sqlite|postgresql|both] [--clients 8]
                                   [--seconds 10] [--ingest-rate 2000] [--rebuild] [--drop]
+                                  [--gc-freeze] [--http auto|h11|httptools]
+                                  [--scenarios latest,aggregate,page,tags]
+
+With ingest, each line also says how many readings/s the server kept writing while the
+clients ran, and its slowest batch: the API must not starve the writer that shares its loop.
 
 The ledger: 10 machines x 200 tags. Tag t000 of every machine is a 1 Hz series over 24 h
 (86,400 readings each); the other 1,990 series hold 4,600 readings each over the same day.
