@@ -52,6 +52,13 @@ def num_json(value: float | None) -> str:
     return "null" if text[-1] in "fn" else text
 
 
+def repr_is_json(text: str) -> bool:
+    """Is text whose numbers were written with repr() valid JSON? Not when a number was None,
+    infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan`); a JSON string holding one of those
+    only costs a rewrite the careful way."""
+    return not (":None" in text or ":inf" in text or ":-inf" in text or ":nan" in text)
+
+
 def any_json(value: Value) -> str:
     """A presented value (number, bool, text or None) as JSON text; NaN and infinity as null."""
     cls = value.__class__

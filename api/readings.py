@@ -15,7 +15,15 @@ from fastapi.responses import Response
 from api.buckets import aggregate_windows
 from api.deps import CHUNK_ROWS, large_answers, require_key, runtime
 from api.lookup import resolve_series
-from api.output import CSV_TYPE, QUALITY, any_json, csv_response, num_json, value_json
+from api.output import (
+    CSV_TYPE,
+    QUALITY,
+    any_json,
+    csv_response,
+    num_json,
+    repr_is_json,
+    value_json,
+)
 from api.params import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -87,12 +95,12 @@ async def get_readings(
                 await asyncio.sleep(0)  # let the sources and the writer have a turn
             chunk = rows[i:i + CHUNK_ROWS]
             part = None
-            if numbers:  # values straight through repr(); see _aggregate_json
+            if numbers:  # values straight through repr()
                 part = ",".join([
                     f'{heads[sid]}{format_ts_fast(ts)}","value":{value!r},'
                     f'"quality":"{QUALITY[quality]}"}}'
                     for sid, ts, value, _text, quality in chunk])
-                if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+                if not repr_is_json(part):
                     part = None  # a text, no value, or an infinity: the careful way
             if part is None:
                 part = ",".join([
@@ -175,14 +183,12 @@ async def _aggregate_json(windows: AsyncIterator[list[Any]], heads: dict[int, st
             if i:
                 await asyncio.sleep(0)  # let the sources and the writer have a turn
             chunk = window[i:i + CHUNK_ROWS]
-            # min, max and avg straight through repr(); a chunk where one of them was None,
-            # infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan` in the text, which a JSON
-            # string value may also hold) is written again the careful way
+            # min, max and avg straight through repr(), else the careful way
             part = ",".join([
                 f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
                 f'"min":{b.min!r},"max":{b.max!r},"avg":{b.avg!r},"last":{any_json(b.last)}}}'
                 for b in chunk])
-            if ":None" in part or ":inf" in part or ":-inf" in part or ":nan" in part:
+            if not repr_is_json(part):
                 part = ",".join([
                     f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
                     f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'

@@ -35,6 +35,10 @@ T = TypeVar("T")
 EVENT_LOOP_ENV = "COLLECTOR_EVENT_LOOP"
 
 
+class EventLoopChoiceError(ValueError):
+    """COLLECTOR_EVENT_LOOP asks for something this machine cannot give."""
+
+
 def run_service(main: Coroutine[Any, Any, T]) -> T:
     """Run a long-lived service coroutine on uvloop (libuv's event loop, in C: the MQTT
     client, the HTTP server and asyncpg spend much less CPU in the loop) when it is installed,
@@ -54,7 +58,7 @@ def run_service(main: Coroutine[Any, Any, T]) -> T:
                 return runner.run(main)
     if problem:
         main.close()
-        raise ValueError(problem)
+        raise EventLoopChoiceError(problem)
     return asyncio.run(main)
 
 

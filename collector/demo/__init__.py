@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from collector.config import CollectorConfig, ConfigError, load_config
-from collector.runtime import run_service
+from collector.runtime import EventLoopChoiceError, run_service
 
 from .plant import DemoError, Plant, can_bind, find_template, free_port
 
@@ -31,7 +31,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         plant, config, effective = prepare(Path(args.data), int(args.port))
         return run_service(_serve(plant, config, effective, args.seconds))
-    except (DemoError, ValueError) as exc:
+    except (DemoError, EventLoopChoiceError) as exc:
         print(f"collector demo: {exc}", file=sys.stderr)
         return 1
 

@@ -280,4 +280,3 @@ class LedgerWriter:
               "protocol": i.protocol} for i in infos],
         )
         await self._load_ids(conn)
-
