@@ -179,6 +179,18 @@ def test_run_with_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
     assert "the API cannot listen on 127.0.0.1:" in result.stderr and "change api.port" in result.stderr
 
 
+def test_unknown_event_loop_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(config(tmp_path))
+    env = {**os.environ, "COLLECTOR_EVENT_LOOP": "tokio"}
+    for command in (["run", "-c", str(path)], ["demo", "--data", str(tmp_path / "demo")]):
+        result = subprocess.run([sys.executable, "-m", "collector.cli", *command], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr and "never awaited" not in result.stderr
+        assert "COLLECTOR_EVENT_LOOP='tokio': use auto, uvloop or asyncio" in result.stderr
+
+
 def test_db_upgrade_command(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(config(tmp_path))

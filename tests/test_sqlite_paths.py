@@ -171,3 +171,48 @@ async def test_checkpoints_run_off_the_loop(tmp_path: Path, monkeypatch: pytest.
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (20_000,)
     conn.close()
+
+
+async def test_a_failing_sqlite_write_is_spooled_and_replayed_once(tmp_path: Path) -> None:
+    """The ledger file refuses writes mid-stream (here a trigger standing in for a full disk
+    or an I/O error): the writer rolls back, its connection stays usable, the pipeline spools
+    and replays, and afterwards every reading is stored once, with latest values and minute
+    rollups that add up."""
+    from tests.test_pipeline import all_keys, close, make
+
+    path = tmp_path / "ledger.db"
+    p = await make(tmp_path, f"sqlite:///{path}", batch_size=200, flush_interval=0.05)
+    sent: list[Reading] = []
+
+    async def feed(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            batch = [Reading("press07", f"t{j}", T0 + i * S, float(i)) for j in range(4)]
+            sent.extend(batch)
+            await p.put(batch)
+        await p.flush()
+
+    admin = sqlite3.connect(path, isolation_level=None)
+    try:
+        await feed(0, 100)
+        assert p.ledger_ok and p.written == 400
+        admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON readings "
+                      "BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
+        await feed(100, 100)
+        assert not p.ledger_ok and p.spool.backlog > 0
+        assert "disk I/O error (simulated)" in str(p.last_error)
+        admin.execute("DROP TRIGGER refuse")
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            await p.flush()
+            if p.spool.backlog == 0 and p.ledger_ok:
+                break
+        assert p.spool.backlog == 0 and p.ledger_ok
+        assert sorted(await all_keys(p.ledger)) == sorted((r.tag, r.ts) for r in sent)
+        sums = admin.execute("SELECT (SELECT sum(n) FROM readings_1m), "
+                             "(SELECT count(*) FROM readings), "
+                             "(SELECT count(*) FROM latest_readings WHERE ts = ?)",
+                             (T0 + 199 * S,)).fetchone()
+        assert sums == (800, 800, 4)
+    finally:
+        admin.close()
+        await close(p)
