@@ -11,11 +11,16 @@ import csv
 import io
 import json
 import math
+import operator
 from collections.abc import AsyncIterator, Iterable, Sequence
+from itertools import chain, repeat
 from typing import Any
 
+import orjson
 from fastapi.responses import StreamingResponse
 
+from api.params import format_ts_fast
+from collector.ledger.queries import PageColumns
 from collector.model import Value
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -71,6 +76,92 @@ def any_json(value: Value) -> str:
     if cls is int:
         return str(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+class _MinuteText(dict[int, bytes]):
+    """b"2026-11-21T10:15:" of each minute since the epoch, made when first asked for."""
+
+    def __missing__(self, minute: int) -> bytes:
+        text = format_ts_fast(minute * 60_000_000)[:-7].encode()  # without "SS.mmmZ"
+        self[minute] = text
+        return text
+
+
+_MINUTES = _MinuteText()
+_MINUTES_KEPT = 100_000  # ~70 days of minutes, ~12 MB at most
+_SECOND_MS: list[bytes] = []  # b"SS.mmmZ" for each millisecond of a minute
+
+
+def ts_texts(tss: Sequence[int]) -> Iterable[bytes]:
+    """`format_ts_fast` of each timestamp (µs) as bytes, with no Python code run per row: the
+    minute's text from a cache, the rest from a table of the 60,000 milliseconds of a
+    minute (~3 MB, made on first use). 10,000 timestamps in ~2 ms instead of ~4."""
+    if not _SECOND_MS:
+        _SECOND_MS.extend(f"{s:02d}.{ms:03d}Z".encode() for s in range(60) for ms in range(1000))
+    if len(_MINUTES) > _MINUTES_KEPT:
+        _MINUTES.clear()
+    ms = list(map(operator.floordiv, tss, repeat(1000)))
+    return map(operator.add,
+               map(_MINUTES.__getitem__, map(operator.floordiv, ms, repeat(60_000))),
+               map(_SECOND_MS.__getitem__, map(operator.mod, ms, repeat(60_000))))
+
+
+def _value_bytes(value: Any) -> bytes:
+    """One value as JSON (number, text or null; NaN and infinity as null)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate): escaped
+        return json.dumps(value).encode()
+
+
+def _bool_bytes(value: Any) -> bytes:
+    """A value of a bool series: its text if it has one, else false/true (null if none)."""
+    if value.__class__ is float and math.isfinite(value):
+        return b"false" if value == 0.0 else b"true"
+    return _value_bytes(value)
+
+
+def value_texts(values: Sequence[Any], bools: Iterable[bool] | None = None) -> list[bytes]:
+    """Each value (number, text or None) as JSON, the same text `value_json` gives but with
+    floats with the shortest digits that read back exactly, as repr() finds them, from
+    orjson (5x faster; small numbers may be written 1e-7 or 0.00001 where repr writes
+    1e-07 or 1e-05, the same double).
+    `bools` marks the values of bool series, shown as false/true."""
+    if bools is not None:
+        return [_bool_bytes(v) if b else _value_bytes(v) for v, b in zip(values, bools, strict=False)]  # bools may repeat
+    if not values:
+        return []
+    try:  # one call for the whole column, split at the commas between the values
+        texts = orjson.dumps(values)[1:-1].split(b",")
+        if len(texts) == len(values):
+            return texts
+    except orjson.JSONEncodeError:
+        pass
+    return list(map(_value_bytes, values))  # a text holds a comma, or orjson refused one
+
+
+_QUALITY_TAILS = [f',"quality":"{q}"}}'.encode() for q in QUALITY]
+
+
+def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -> list[bytes]:
+    """The pieces of `{"machine":..,"tag":..,"ts":..,"value":..,"quality":..}` items of a page,
+    separated by commas; `heads` is each series' b'{"machine":"m","tag":"t","ts":"'. Every
+    column is turned to text in one pass of C code, so a 10,000-reading page costs ~5 ms
+    instead of ~11 with an f-string per row."""
+    n = len(page)
+    if not n:
+        return []
+    if page.series_ids is None:
+        row_heads: Iterable[bytes] = repeat(heads[page.single])  # type: ignore[index]
+        flags: Iterable[bool] | None = repeat(True, n) if page.single in bools else None
+    else:
+        row_heads = map(heads.__getitem__, page.series_ids)
+        flags = map(bools.__contains__, page.series_ids) if bools else None
+    pieces = list(chain.from_iterable(zip(
+        repeat(b","), row_heads, ts_texts(page.ts), repeat(b'","value":'),
+        value_texts(page.values, flags), map(_QUALITY_TAILS.__getitem__, page.qualities))))
+    del pieces[0]  # no comma before the first item
+    return pieces
 
 
 def csv_cell(value: Any) -> Any:

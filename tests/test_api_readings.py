@@ -102,6 +102,22 @@ async def test_paging_covers_everything_once(api_env) -> None:  # noqa: F811
     assert first["items"] == items and first["next"] is None
 
 
+async def test_large_pages_equal_small_ones(api_env) -> None:  # noqa: F811
+    """Pages made in several chunks (more rows than CHUNK_ROWS), of one series and of several,
+    hold the same items as many small pages."""
+    rt, client = api_env
+    await rt.ledger.write(current(4_500, step=S // 4) + [
+        Reading("press07", "door_open", T0 + i * S, i % 3 == 0) for i in range(1_200)])
+    for tag in (["motor_current"], ["motor_current", "door_open"]):
+        params = {"machine": "press07", "tag": tag, "start": ms(T0), "end": ms(T0 + 2_000 * S)}
+        small = await get_all(client, {**params, "limit": 700})
+        large = await get_all(client, {**params, "limit": 5_000})
+        assert large == small and len(small) == 4_500 + 1_200 * (len(tag) - 1)
+        assert [i["value"] for i in large if i["tag"] == "motor_current"] == [
+            float(i) for i in range(4_500)]
+        assert {i["value"] for i in large if i["tag"] == "door_open"} <= {True, False}
+
+
 async def test_paging_stays_right_while_readings_arrive(api_env) -> None:  # noqa: F811
     rt, client = api_env
     await rt.ledger.write(current(100, step=2 * S))  # even seconds

@@ -130,6 +130,12 @@ class Ledger:
     ) -> list[tuple[int, int, float | None, str | None, int]]:
         return await queries.reading_rows(self.engine, ids, start, end, limit, after)
 
+    async def reading_columns(
+        self, ids: Sequence[int], start: int, end: int, limit: int,
+        after: tuple[int, int] | None = None,
+    ) -> queries.PageColumns:
+        return await queries.reading_columns(self.engine, ids, start, end, limit, after)
+
     async def latest_rows(
         self, ids: Sequence[int]
     ) -> list[tuple[int, int, float | None, str | None, int]]:

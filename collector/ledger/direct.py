@@ -17,9 +17,11 @@ WAL mode this connection sees every committed batch and never blocks the writer.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from collector.ledger.engine import SQLITE_PRAGMAS
@@ -30,6 +32,24 @@ _BUSY_MS = 50  # a reader waits for a lock only while WAL files are set up or re
 _PRAGMAS = [p for p in SQLITE_PRAGMAS
             if p.split("=")[0] not in ("PRAGMA busy_timeout", "PRAGMA cache_size",
                                        "PRAGMA page_size", "PRAGMA journal_mode")]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a synchronous stretch that makes many
+    objects which cannot form cycles (the row tuples of a result). Every 700 new tuples set
+    off a collection, and the rows that survive to the older generations make the full
+    collections come often: a 10,000-row fetch took 17.5 ms with the collector running
+    (9-12 ms with start-up objects frozen) and 7.2 ms without it. Reference counting still
+    frees everything; the collector runs again at its next turn."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class DirectReader:
@@ -53,7 +73,8 @@ class DirectReader:
         """The rows, or None when the database is busy (the caller reads it the usual way)."""
         conn = self._conn or self._open()
         try:
-            return conn.execute(sql, params).fetchall()
+            with gc_paused():
+                return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return None

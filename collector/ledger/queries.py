@@ -8,6 +8,7 @@ PostgreSQL give the same answer.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -413,6 +414,31 @@ _AGGREGATE_PROBE_PG = text(
 )
 
 
+def _page_sql(pg: bool, ids: list[int], start: int, end: int, limit: int,
+              after: tuple[int, int] | None, columns: str) -> tuple[str, list[object]]:
+    """SELECT `columns` of one page of readings (ids sorted), oldest first, and its
+    parameters, in the driver's own placeholders."""
+    if pg:
+        # `= ANY(array)` makes PostgreSQL sort even one series; `= $1` walks the index in order
+        where = ("series_id = $1" if len(ids) == 1 else "series_id = ANY($1::integer[])")
+        where += " AND ts >= $2 AND ts < $3"
+        args: list[object] = [ids[0] if len(ids) == 1 else ids, start, end]
+        if after is not None:
+            where += " AND (ts > $4 OR (ts = $4 AND series_id > $5))"
+            args += [after[0], after[1]]
+        limit_at = f"${len(args) + 1}"
+    else:
+        where = f"series_id IN ({','.join('?' * len(ids))}) AND ts >= ? AND ts < ?"
+        args = [*ids, start, end]
+        if after is not None:
+            where += " AND (ts > ? OR (ts = ? AND series_id > ?))"
+            args += [after[0], after[0], after[1]]
+        limit_at = "?"
+    args.append(limit)
+    return (f"SELECT {columns} FROM readings WHERE {where} ORDER BY ts, series_id "
+            f"LIMIT {limit_at}"), args
+
+
 async def reading_rows(
     engine: AsyncEngine,
     ids: Sequence[int],
@@ -426,25 +452,9 @@ async def reading_rows(
     the cost of a 10,000-row page compared with SQLAlchemy result rows."""
     if not ids or limit <= 0:
         return []
-    ids = sorted(ids)
     pg = engine.dialect.name == "postgresql"
-    if pg:
-        # `= ANY(array)` makes PostgreSQL sort even one series; `= $1` walks the index in order
-        where = ("series_id = $1" if len(ids) == 1 else "series_id = ANY($1::integer[])")
-        where += " AND ts >= $2 AND ts < $3"
-        args: list[object] = [ids[0] if len(ids) == 1 else ids, start, end]
-        if after is not None:
-            where += " AND (ts > $4 OR (ts = $4 AND series_id > $5))"
-            args += [after[0], after[1]]
-        sql = f"{_PAGE_SELECT} WHERE {where} ORDER BY ts, series_id LIMIT ${len(args) + 1}"
-    else:
-        where = f"series_id IN ({','.join('?' * len(ids))}) AND ts >= ? AND ts < ?"
-        args = [*ids, start, end]
-        if after is not None:
-            where += " AND (ts > ? OR (ts = ? AND series_id > ?))"
-            args += [after[0], after[0], after[1]]
-        sql = f"{_PAGE_SELECT} WHERE {where} ORDER BY ts, series_id LIMIT ?"
-    args.append(limit)
+    sql, args = _page_sql(pg, sorted(ids), start, end, limit, after,
+                          "series_id, ts, value, text, quality")
     if not pg:
         rows = direct.fetch(engine, sql, args, limit)
         if rows is not None:
@@ -456,7 +466,104 @@ async def reading_rows(
         return list(await driver.execute_fetchall(sql, args))  # type: ignore[union-attr]
 
 
-_PAGE_SELECT = "SELECT series_id, ts, value, text, quality FROM readings"
+@dataclass(frozen=True)
+class PageColumns:
+    """One page of readings as columns, oldest first. `values` holds each reading's text
+    where it has one, else its number (None when it has neither); bool series still show
+    0.0/1.0 here. `series_ids` is None when the page is of one series, `single`."""
+
+    single: int | None
+    series_ids: Sequence[int] | None
+    ts: Sequence[int]
+    values: Sequence[float | str | None]
+    qualities: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def series_at(self, i: int) -> int:
+        return self.single if self.series_ids is None else self.series_ids[i]  # type: ignore[return-value]
+
+    def slice(self, lo: int, hi: int) -> PageColumns:
+        """Rows lo to hi (excluded)."""
+        sids = None if self.series_ids is None else self.series_ids[lo:hi]
+        return PageColumns(self.single, sids, self.ts[lo:hi], self.values[lo:hi],
+                           self.qualities[lo:hi])
+
+
+async def reading_columns(
+    engine: AsyncEngine,
+    ids: Sequence[int],
+    start: int,
+    end: int,
+    limit: int,
+    after: tuple[int, int] | None = None,
+) -> PageColumns:
+    """One page as `PageColumns`: the cheapest shape for a large JSON page. On SQLite the
+    rows come without the series id when there is one series, and with text and number in
+    one column; on PostgreSQL as one row of arrays (decoded in C, ~1 ms of the loop for
+    10,000 readings instead of ~4 ms for as many records)."""
+    ids = sorted(ids)
+    single = ids[0] if len(ids) == 1 else None
+    if not ids or limit <= 0:
+        return PageColumns(single, None if single is not None else (), (), (), ())
+    pg = engine.dialect.name == "postgresql"
+    if pg:
+        return await _pg_columns(engine, ids, start, end, limit, after)
+    sid_column = "" if single is not None else "series_id, "
+    # text first, as `present` shows it; a number stays a number
+    sql, args = _page_sql(False, ids, start, end, limit, after,
+                          f"{sid_column}ts, coalesce(text, value), quality")
+    with direct.gc_paused():  # the row tuples are gone again before the collector looks
+        rows = direct.fetch(engine, sql, args, limit)
+        if rows is not None:
+            page = _sqlite_columns(single, rows)
+            del rows  # freed here, not looked at by the collector once it runs again
+            return page
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        rows = list(await driver.execute_fetchall(sql, args))  # type: ignore[union-attr]
+    return _sqlite_columns(single, rows)
+
+
+def _sqlite_columns(single: int | None, rows: list[tuple[Any, ...]]) -> PageColumns:
+    if single is not None:
+        ts, values, qualities = zip(*rows, strict=True) if rows else ((), (), ())
+        return PageColumns(single, None, ts, values, qualities)
+    sids, ts, values, qualities = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return PageColumns(None, sids, ts, values, qualities)
+
+
+async def _pg_columns(engine: AsyncEngine, ids: list[int], start: int, end: int, limit: int,
+                      after: tuple[int, int] | None) -> PageColumns:
+    single = ids[0] if len(ids) == 1 else None
+    page, args = _page_sql(True, ids, start, end, limit, after,
+                           "series_id, ts, value, text, quality")
+    # the aggregates take the rows in the order the page's Limit gives them (checked below:
+    # an ORDER BY inside each array_agg would sort the page once per column)
+    sql = ("SELECT array_agg(series_id), array_agg(ts), array_agg(value), array_agg(text),"
+           f" array_agg(quality) FROM ({page}) p")
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        row = await driver.fetchrow(sql, *args)  # type: ignore[union-attr]
+    sids, ts, values, texts, qualities = (list(c) if c is not None else [] for c in row)
+    if texts.count(None) != len(texts):
+        values = [v if t is None else t for v, t in zip(values, texts, strict=True)]
+    ts, sids, values, qualities = in_page_order(ts, sids, values, qualities)
+    return PageColumns(single, None if single is not None else sids, ts, values, qualities)
+
+
+def in_page_order(ts: list[int], sids: list[int], values: list[Any],
+                  qualities: list[int]) -> tuple[list[int], list[int], list[Any], list[int]]:
+    """The columns ordered by (ts, series_id). PostgreSQL's array_agg takes the rows in the
+    order the page's ORDER BY ... LIMIT gives them, but the SQL standard does not promise it:
+    the order is checked (~0.3 ms per 10,000 rows) and restored if it ever differs."""
+    if all(map(operator.le, zip(ts, sids, strict=True), zip(ts[1:], sids[1:], strict=True))):
+        return ts, sids, values, qualities
+    rows = sorted(zip(ts, sids, values, qualities, strict=True), key=lambda r: (r[0], r[1]))
+    ts, sids, values, qualities = (list(c) for c in zip(*rows, strict=True))
+    return ts, sids, values, qualities
+
 
 
 async def latest_rows(
