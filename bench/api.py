@@ -6,6 +6,8 @@ with and without ingest running, on SQLite and on PostgreSQL.
                                   [--gc-freeze] [--http auto|h11|httptools]
                                   [--scenarios latest,aggregate,page,tags]
 
+The first line gives a speed reference: milliseconds for a fixed piece of pure Python. This
+VM's speed swings by up to 2x from hour to hour; scale by it before comparing two runs.
 With ingest, each line also says how many readings/s the server kept writing while the
 clients ran, and its slowest batch: the API must not starve the writer that shares its loop.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
 import os
 import random
 import sqlite3
@@ -408,6 +411,18 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def speed_reference() -> float:
+    """Milliseconds for a fixed piece of pure Python (the best of three), printed with the
+    results: this VM's speed swings by up to 2x from hour to hour, and figures of two runs
+    compare only after scaling by it."""
+    best = math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -436,7 +451,8 @@ def main() -> int:
     if args.command == "serve":
         serve(args)
         return 0
-    print(f"{os.cpu_count()} CPUs; {expected_rows():,} readings in {MACHINES * TAGS} series")
+    print(f"{os.cpu_count()} CPUs; {expected_rows():,} readings in {MACHINES * TAGS} series; "
+          f"speed reference {speed_reference():.0f} ms")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         (build_sqlite if backend == "sqlite" else build_postgresql)(args.rebuild)
