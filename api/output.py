@@ -21,19 +21,9 @@ from fastapi.responses import StreamingResponse
 
 from api.params import format_ts_fast
 from collector.ledger.queries import PageColumns
-from collector.model import Value
 
 CSV_TYPE = "text/csv; charset=utf-8"
 _FLUSH_ROWS = 2000
-
-
-def clean(value: Value) -> Value:
-    """JSON has no NaN or infinity: such a stored float is shown as null."""
-    if value.__class__ is float and not math.isfinite(value):
-        return None
-    return value
-
-
 QUALITY = ("good", "uncertain", "bad")
 
 
@@ -46,36 +36,6 @@ def value_json(value: float | None, text: str | None, kind: str | None) -> str:
     if kind == "bool":
         return "false" if value == 0.0 else "true"
     return repr(float(value))
-
-
-def num_json(value: float | None) -> str:
-    """A float or None as JSON text; NaN and infinity as null (their repr ends in n or f,
-    a finite float's in a digit)."""
-    if value is None:
-        return "null"
-    text = repr(value)
-    return "null" if text[-1] in "fn" else text
-
-
-def repr_is_json(text: str) -> bool:
-    """Is text whose numbers were written with repr() valid JSON? Not when a number was None,
-    infinite or NaN (`:None`, `:inf`, `:-inf`, `:nan`); a JSON string holding one of those
-    only costs a rewrite the careful way."""
-    return not (":None" in text or ":inf" in text or ":-inf" in text or ":nan" in text)
-
-
-def any_json(value: Value) -> str:
-    """A presented value (number, bool, text or None) as JSON text; NaN and infinity as null."""
-    cls = value.__class__
-    if cls is float:
-        return repr(value) if math.isfinite(value) else "null"  # type: ignore[arg-type]
-    if value is None:
-        return "null"
-    if cls is bool:
-        return "true" if value else "false"
-    if cls is int:
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 class _MinuteText(dict[int, bytes]):
@@ -160,6 +120,28 @@ def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -
     pieces = list(chain.from_iterable(zip(
         repeat(b","), row_heads, ts_texts(page.ts), repeat(b'","value":'),
         value_texts(page.values, flags), map(_QUALITY_TAILS.__getitem__, page.qualities))))
+    del pieces[0]  # no comma before the first item
+    return pieces
+
+
+def bucket_items(buckets: Sequence[Any], heads: dict[int, bytes]) -> list[bytes]:
+    """The pieces of `{"machine":..,"tag":..,"start":..,"count":..,"min":..,"max":..,
+    "avg":..,"last":..}` items of aggregate buckets (`BucketStats`), separated by commas;
+    `heads` is each series' b'{"machine":"m","tag":"t","start":"'. Column by column in C
+    code, as `reading_items`; min/max/avg/last that are NaN or infinite show as null."""
+    if not buckets:
+        return []
+
+    def column(name: str) -> list[Any]:
+        return list(map(operator.attrgetter(name), buckets))
+
+    pieces = list(chain.from_iterable(zip(
+        repeat(b","), map(heads.__getitem__, column("series_id")), ts_texts(column("start")),
+        repeat(b'","count":'), value_texts(column("count")),
+        repeat(b',"min":'), value_texts(column("min")),
+        repeat(b',"max":'), value_texts(column("max")),
+        repeat(b',"avg":'), value_texts(column("avg")),
+        repeat(b',"last":'), value_texts(column("last")), repeat(b"}"))))
     del pieces[0]  # no comma before the first item
     return pieces
 

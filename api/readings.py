@@ -17,11 +17,9 @@ from api.deps import CHUNK_ROWS, large_answers, require_key, runtime
 from api.lookup import resolve_series
 from api.output import (
     CSV_TYPE,
-    any_json,
+    bucket_items,
     csv_response,
-    num_json,
     reading_items,
-    repr_is_json,
 )
 from api.params import (
     LIMIT_DEFAULT,
@@ -154,28 +152,24 @@ async def get_aggregate(
             f"the answer could hold {per_series * len(series)} buckets ({len(series)} tags x "
             f"{per_series}); JSON answers hold at most {MAX_JSON_BUCKETS}: choose fewer tags, "
             "a larger bucket or a shorter range, or use format=csv")
-    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},"start":"'
-             for sid, tag in names.items()}
+    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
+             '"start":"'.encode() for sid, tag in names.items()}
     async with slots:
         return Response(await _aggregate_json(windows, heads), media_type="application/json")
 
 
-async def _aggregate_json(windows: AsyncIterator[list[Any]], heads: dict[int, str]) -> bytes:
-    parts = []
+async def _aggregate_json(windows: AsyncIterator[list[Any]], heads: dict[int, bytes]) -> bytes:
+    parts = [b'{"items":[']
+    first = True
     async for window in windows:
         for i in range(0, len(window), CHUNK_ROWS):
             if i:
                 await asyncio.sleep(0)  # let the sources and the writer have a turn
-            chunk = window[i:i + CHUNK_ROWS]
-            # min, max and avg straight through repr(), else the careful way
-            part = ",".join([
-                f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-                f'"min":{b.min!r},"max":{b.max!r},"avg":{b.avg!r},"last":{any_json(b.last)}}}'
-                for b in chunk])
-            if not repr_is_json(part):
-                part = ",".join([
-                    f'{heads[b.series_id]}{format_ts_fast(b.start)}","count":{b.count},'
-                    f'"min":{num_json(b.min)},"max":{num_json(b.max)},"avg":{num_json(b.avg)},'
-                    f'"last":{any_json(b.last)}}}' for b in chunk])
-            parts.append(part)
-    return ('{"items":[' + ",".join(p for p in parts if p) + "]}").encode()
+            items = bucket_items(window[i:i + CHUNK_ROWS], heads)
+            if items:
+                if not first:
+                    parts.append(b",")
+                parts += items
+                first = False
+    parts.append(b"]}")
+    return b"".join(parts)

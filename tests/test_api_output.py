@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api import output
-from api.output import reading_items, ts_texts, value_texts
+from api.output import bucket_items, reading_items, ts_texts, value_texts
 from api.params import format_ts_fast
 from collector.ledger.direct import gc_paused
-from collector.ledger.queries import PageColumns, in_page_order
+from collector.ledger.queries import BucketStats, PageColumns, in_page_order
 
 FIRST_YEAR = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z in µs
 LAST_YEAR = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
@@ -136,3 +136,21 @@ def test_gc_paused_restores_the_collector() -> None:
         assert not gc.isenabled()  # whoever turned it off keeps it off
     finally:
         gc.enable()
+
+
+@given(st.lists(st.tuples(st.sampled_from([3, 7]), st.integers(0, 10**15),
+                          st.integers(0, 10**6), st.one_of(st.floats(), st.none()),
+                          st.one_of(st.floats(), st.none()),
+                          st.one_of(st.floats(), st.none()),
+                          st.one_of(values_st, st.booleans(), st.integers(-2**70, 2**70))),
+                max_size=40))
+def test_bucket_items_are_the_buckets(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    heads = {3: b'{"machine":"m","tag":"a,b","start":"', 7: b'{"machine":"m","tag":"c","start":"'}
+    tags = {3: "a,b", 7: "c"}
+    buckets = [BucketStats(sid, start, n, n, lo, hi, avg, last, start)
+               for sid, start, n, lo, hi, avg, last in rows]
+    text = b"[" + b"".join(bucket_items(buckets, heads)) + b"]"
+    assert json.loads(text) == [
+        {"machine": "m", "tag": tags[sid], "start": format_ts_fast(start), "count": n,
+         "min": shown(lo), "max": shown(hi), "avg": shown(avg), "last": shown(last)}
+        for sid, start, n, lo, hi, avg, last in rows]
