@@ -100,7 +100,7 @@ def value_texts(values: Sequence[Any], bools: Iterable[bool] | None = None) -> l
     return list(map(_value_bytes, values))  # a text holds a comma, or orjson refused one
 
 
-_QUALITY_TAILS = [f',"quality":"{q}"}}'.encode() for q in QUALITY]
+QUALITY_TAILS = [f',"quality":"{q}"}}'.encode() for q in QUALITY]
 
 
 def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -> list[bytes]:
@@ -119,7 +119,7 @@ def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -
         flags = map(bools.__contains__, page.series_ids) if bools else None
     pieces = list(chain.from_iterable(zip(
         repeat(b","), row_heads, ts_texts(page.ts), repeat(b'","value":'),
-        value_texts(page.values, flags), map(_QUALITY_TAILS.__getitem__, page.qualities))))
+        value_texts(page.values, flags), map(QUALITY_TAILS.__getitem__, page.qualities))))
     del pieces[0]  # no comma before the first item
     return pieces
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,8 +12,7 @@ from fastapi.responses import Response
 
 from api.deps import large_answers, require_key, runtime
 from api.lookup import cached_series, machine_series, tag_descriptions
-from api.output import QUALITY, value_json
-from api.params import format_ts_fast
+from api.output import QUALITY_TAILS, ts_texts, value_texts
 from api.schemas import ERRORS, TagList
 from collector.ledger import Series
 
@@ -31,24 +30,58 @@ async def list_tags(
         series = await machine_series(rt, machine)
     else:
         series = await cached_series(rt.ledger, None)
-    kinds = {s.id: s.kind for s in series}
+    bools = {s.id for s in series if s.kind == "bool"}
     async with slots:
-        latest = {
-            sid: f'{{"ts":"{format_ts_fast(ts)}","value":{value_json(value, text, kinds[sid])},'
-                 f'"quality":"{QUALITY[quality]}"}}'
-            for sid, ts, value, text, quality in await rt.ledger.latest_rows(list(kinds))}
+        latest = _latest_texts(await rt.ledger.latest_rows([s.id for s in series]), bools)
         described = tag_descriptions(rt)
         # written as text directly: with every tag of a plant this is thousands of items,
         # and the part that describes a series is the same from one request to the next
-        items = ",".join([
-            f'{_head(s, described.get((s.machine, s.tag)))}"latest":{latest.get(s.id, "null")}}}'
-            for s in series])
-        return Response(('{"items":[' + items + "]}").encode(), media_type="application/json")
+        parts = [b'{"items":[']
+        for s in series:
+            parts += (_head(s, described.get((s.machine, s.tag))), latest.get(s.id, b"null"),
+                      b"},")
+        if series:
+            parts[-1] = b"}"
+        parts.append(b"]}")
+        return Response(b"".join(parts), media_type="application/json")
 
 
-@lru_cache(maxsize=65_536)
-def _head(s: Series, description: str | None) -> str:
+def _latest_texts(rows: list[tuple[int, int, float | None, str | None, int]],
+                  bools: set[int]) -> dict[int, bytes]:
+    """`{"ts":..,"value":..,"quality":..}` of each series' newest reading, column by column
+    in C code (`api.output.value_texts`)."""
+    if not rows:
+        return {}
+    sids, tss, values, texts, qualities = zip(*rows, strict=True)
+    if texts.count(None) != len(texts):  # text first, as `present` shows it
+        values = tuple(v if t is None else t for v, t in zip(values, texts, strict=True))
+    flags = map(bools.__contains__, sids) if bools else None
+    return dict(zip(sids, map(b"".join, zip(
+        repeat(b'{"ts":"'), ts_texts(tss), repeat(b'","value":'), value_texts(values, flags),
+        map(QUALITY_TAILS.__getitem__, qualities))), strict=False))
+
+
+_HEADS: dict[tuple[int, str | None], tuple[Series, bytes]] = {}
+_HEADS_KEPT = 65_536
+
+
+def _head(s: Series, description: str | None) -> bytes:
+    """The part of a tag's item before its latest reading, kept per series id and description
+    while the series is the same object (the series list is cached, so it mostly is; looking
+    up the Series itself would compare all its fields on every request)."""
+    key = (s.id, description)
+    hit = _HEADS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    if len(_HEADS) >= _HEADS_KEPT:
+        _HEADS.clear()
+    text = _head_text(s, description)
+    _HEADS[key] = (s, text)
+    return text
+
+
+def _head_text(s: Series, description: str | None) -> bytes:
     dumps = json.dumps
     return (f'{{"machine":{dumps(s.machine)},"tag":{dumps(s.tag)},"unit":{dumps(s.unit)},'
             f'"source":{dumps(s.source)},"protocol":{dumps(s.protocol)},"kind":{dumps(s.kind)},'
-            f'"description":{dumps(description)},')
+            f'"description":{dumps(description)},"latest":').encode()

@@ -86,6 +86,13 @@ async def test_tags_with_unit_source_and_latest(api_env) -> None:  # noqa: F811
     assert by_tag["idle_tag"]["latest"] is None and by_tag["idle_tag"]["unit"] == "rpm"
     assert by_tag["door_open"]["kind"] == "bool" and by_tag["door_open"]["latest"]["value"] is False
     assert by_tag["mode"]["source"] is None and by_tag["mode"]["kind"] == "text"
+    assert by_tag["mode"]["latest"] == {"ts": "2023-11-14T22:13:24.123Z", "value": None,
+                                        "quality": "bad"}
+    assert by_tag["door_open"]["latest"]["quality"] == "uncertain"
+    # a text with a comma, a quote and an umlaut as the newest value
+    await rt.ledger.write([Reading("press07", "mode", T0 + 9 * S, 'SETUP, "Einrichten" ü')])
+    items = (await client.get("/api/v1/tags", params={"machine": "press07"})).json()["items"]
+    assert {t["tag"]: t for t in items}["mode"]["latest"]["value"] == 'SETUP, "Einrichten" ü'
     everything = (await client.get("/api/v1/tags")).json()["items"]
     assert {(t["machine"], t["tag"]) for t in everything} == {
         ("press07", t) for t in by_tag} | {("lathe1", "spindle")}

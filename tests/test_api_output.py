@@ -154,3 +154,15 @@ def test_bucket_items_are_the_buckets(rows: list[tuple]) -> None:  # type: ignor
         {"machine": "m", "tag": tags[sid], "start": format_ts_fast(start), "count": n,
          "min": shown(lo), "max": shown(hi), "avg": shown(avg), "last": shown(last)}
         for sid, start, n, lo, hi, avg, last in rows]
+
+
+def test_tag_heads_follow_a_changed_series() -> None:
+    from api.tags import _head
+    from collector.ledger import Series
+
+    first = Series(41, "press07", "temp", "°C", "io", "modbus", "number")
+    assert json.loads(_head(first, "oil") + b"null}")["unit"] == "°C"
+    assert _head(first, "oil") is _head(first, "oil")  # kept while the series is the same
+    changed = Series(41, "press07", "temp", "K", "io", "modbus", "number")
+    assert json.loads(_head(changed, "oil") + b"null}")["unit"] == "K"
+    assert json.loads(_head(changed, None) + b"null}")["description"] is None
