@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import health, machines, metrics, readings, status, tags
+from api.offload import Offload, WorkerError
 from api.params import BadParameter
 
 log = logging.getLogger("api")
@@ -36,6 +37,9 @@ def create_app(runtime: Any) -> FastAPI:
         "`Authorization: Bearer <key>`.",
     )
     app.state.runtime = runtime
+    api_config = getattr(runtime.config, "api", None)
+    app.state.offload = Offload(getattr(runtime, "ledger", None),
+                                getattr(api_config, "workers", None))
     for module in (health, machines, tags, readings, metrics):
         app.include_router(module.router)
     app.include_router(status.router)
@@ -56,10 +60,9 @@ def create_app(runtime: Any) -> FastAPI:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # a database that is down is the only expected cause; never a bare 500 page
-        log.warning("%s %s failed: %s: %s", request.method, request.url.path,
-                    type(exc).__name__, exc)
-        return JSONResponse({"detail": f"the ledger could not answer: {type(exc).__name__}"},
-                            status_code=503)
+        kind = exc.kind if isinstance(exc, WorkerError) else type(exc).__name__
+        log.warning("%s %s failed: %s: %s", request.method, request.url.path, kind, exc)
+        return JSONResponse({"detail": f"the ledger could not answer: {kind}"}, status_code=503)
 
     origins = list(getattr(getattr(runtime.config, "api", None), "cors_origins", []) or [])
     if origins:

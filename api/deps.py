@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from api.offload import Offload
+
 # Answers built from thousands of rows (pages, aggregates, every tag) are made at most this
 # many at a time, in arrival order; each yields to the event loop between chunks of rows.
 # The loop also runs the sources and the ledger writer: with eight clients asking for
@@ -16,6 +18,9 @@ from fastapi import HTTPException, Request
 # its rate. Two at once: one can wait for the database while the other formats.
 LARGE_AT_ONCE = 2
 CHUNK_ROWS = 2000  # rows formatted between two yields (~2 ms)
+# answers that may hold this many rows or more are built in a worker process when there are
+# any (`api.offload`); smaller ones cost less than the trip
+OFFLOAD_ROWS = 1000
 
 
 async def runtime(request: Request) -> Any:
@@ -28,6 +33,11 @@ async def large_answers(request: Request) -> asyncio.Semaphore:
     if slots is None:
         slots = request.app.state.large_answers = asyncio.Semaphore(LARGE_AT_ONCE)
     return slots
+
+
+async def offloaded(request: Request) -> Offload:
+    """The worker processes that build large answers (`api.offload`)."""
+    return request.app.state.offload
 
 
 async def require_key(request: Request) -> None:

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from api.buckets import aggregate_windows
-from api.deps import CHUNK_ROWS, large_answers, require_key, runtime
+from api.deps import CHUNK_ROWS, OFFLOAD_ROWS, large_answers, offloaded, require_key, runtime
 from api.lookup import resolve_series
+from api.offload import Offload
 from api.output import (
     CSV_TYPE,
     bucket_items,
@@ -67,6 +68,7 @@ async def get_readings(
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
     slots: asyncio.Semaphore = Depends(large_answers),
+    offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
     s, e, after = page_range(machine, tags, start, end, cursor)
@@ -74,24 +76,36 @@ async def get_readings(
     names = {x.id: x.tag for x in series}
     if format == "csv":
         return await _readings_csv(rt, machine, tags, series, names, s, e, limit, after)
-    async with slots:
-        page = await rt.ledger.reading_columns(list(names), s, e, limit + 1, after)
-        next_cursor = None
-        if len(page) > limit:
-            page = page.slice(0, limit)
-            next_cursor = encode_cursor(machine, tags, s, e,
-                                        (page.ts[-1], page.series_at(limit - 1)))
-        heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
-                 '"ts":"'.encode() for sid, tag in names.items()}
-        bools = {x.id for x in series if x.kind == "bool"}
-        parts = [b'{"items":[']
-        for i in range(0, len(page), CHUNK_ROWS):
-            if i:
-                await asyncio.sleep(0)  # let the sources and the writer have a turn
-                parts.append(b",")
-            parts += reading_items(page.slice(i, i + CHUNK_ROWS), heads, bools)
-        parts.append(b'],"next":' + json.dumps(next_cursor).encode() + b"}")
-        return Response(b"".join(parts), media_type="application/json")
+    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
+             '"ts":"'.encode() for sid, tag in names.items()}
+    bools = {x.id for x in series if x.kind == "bool"}
+    args = (machine, tags, heads, bools, s, e, limit, after)
+    if offload.enabled and limit >= OFFLOAD_ROWS:
+        body = await offload.run(page_json, *args)
+    else:
+        async with slots:
+            body = await page_json(rt.ledger, *args)
+    return Response(body, media_type="application/json")
+
+
+async def page_json(ledger: Any, machine: str, tags: list[str], heads: dict[int, bytes],
+                    bools: set[int], s: int, e: int, limit: int,
+                    after: tuple[int, int] | None) -> bytes:
+    """A page of readings of the series in `heads` as JSON (in a worker process when there
+    are any: `api.offload`)."""
+    page = await ledger.reading_columns(list(heads), s, e, limit + 1, after)
+    next_cursor = None
+    if len(page) > limit:
+        page = page.slice(0, limit)
+        next_cursor = encode_cursor(machine, tags, s, e, (page.ts[-1], page.series_at(limit - 1)))
+    parts = [b'{"items":[']
+    for i in range(0, len(page), CHUNK_ROWS):
+        if i:
+            await asyncio.sleep(0)  # let the sources and the writer have a turn
+            parts.append(b",")
+        parts += reading_items(page.slice(i, i + CHUNK_ROWS), heads, bools)
+    parts.append(b'],"next":' + json.dumps(next_cursor).encode() + b"}")
+    return b"".join(parts)
 
 
 async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any],
@@ -129,6 +143,7 @@ async def get_aggregate(
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
     slots: asyncio.Semaphore = Depends(large_answers),
+    offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
     bucket_us = parse_bucket(bucket)
@@ -137,10 +152,9 @@ async def get_aggregate(
     per_series = check_buckets(s, e, bucket_us)
     series = await resolve_series(rt, machine, tags)
     names = {x.id: x.tag for x in series}
-    windows = aggregate_windows(rt.ledger, series, s, e, bucket_us, zone)
     if format == "csv":
         async def rows() -> AsyncIterator[tuple[Any, ...]]:
-            async for window in windows:
+            async for window in aggregate_windows(rt.ledger, series, s, e, bucket_us, zone):
                 for b in window:
                     yield (machine, names[b.series_id], format_ts_fast(b.start), b.count,
                            b.min, b.max, b.avg, b.last)
@@ -154,14 +168,22 @@ async def get_aggregate(
             "a larger bucket or a shorter range, or use format=csv")
     heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
              '"start":"'.encode() for sid, tag in names.items()}
-    async with slots:
-        return Response(await _aggregate_json(windows, heads), media_type="application/json")
+    args = (series, s, e, bucket_us, zone, heads)
+    if offload.enabled and per_series * len(series) >= OFFLOAD_ROWS:
+        body = await offload.run(aggregate_json, *args)
+    else:
+        async with slots:
+            body = await aggregate_json(rt.ledger, *args)
+    return Response(body, media_type="application/json")
 
 
-async def _aggregate_json(windows: AsyncIterator[list[Any]], heads: dict[int, bytes]) -> bytes:
+async def aggregate_json(ledger: Any, series: list[Any], s: int, e: int, bucket_us: int,
+                         zone: Any, heads: dict[int, bytes]) -> bytes:
+    """The buckets of `series` as JSON (in a worker process when there are any:
+    `api.offload`)."""
     parts = [b'{"items":[']
     first = True
-    async for window in windows:
+    async for window in aggregate_windows(ledger, series, s, e, bucket_us, zone):
         for i in range(0, len(window), CHUNK_ROWS):
             if i:
                 await asyncio.sleep(0)  # let the sources and the writer have a turn

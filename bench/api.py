@@ -228,7 +228,8 @@ def serve(args: argparse.Namespace) -> None:
             self.ledger, self.pipeline, self.health = ledger, Stats(), []
             # the machines are this collector's own, as in `collector run` (their sources do
             # not matter here: the ingest task below stands in for them)
-            self.config = parse_config("api: {enabled: false}\nmachines:\n" + "".join(
+            workers = "" if args.workers is None else f", workers: {args.workers}"
+            self.config = parse_config(f"api: {{enabled: false{workers}}}\nmachines:\n" + "".join(
                 f"  - {{id: {machine(i)}, sources: []}}\n" for i in range(MACHINES)))
 
     ingested = {"rows": 0, "since": time.perf_counter(), "slowest": 0.0}
@@ -272,6 +273,7 @@ def serve(args: argparse.Namespace) -> None:
             gc.freeze()
         tasks = [asyncio.create_task(ingest(ledger, args.ingest_rate))] if args.ingest_rate else []
         app = create_app(Runtime(ledger))
+        await app.state.offload.start()
         app.add_api_route("/bench/ingest", ingest_report)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1",
                                                port=args.port, log_level="warning",
@@ -280,6 +282,7 @@ def serve(args: argparse.Namespace) -> None:
         await server.serve()
         for task in tasks:
             task.cancel()
+        await app.state.offload.close()
         await ledger.close()
 
     run_service(main())  # the event loop `collector run` uses
@@ -357,7 +360,8 @@ async def measure(base: str, name: str, clients: int, seconds: float) -> dict[st
 
 
 def start_server(url: str, schema: str | None, ingest_rate: int, gc_freeze: bool = False,
-                 http: str = "auto") -> tuple[subprocess.Popen[bytes], str]:
+                 http: str = "auto", workers: int | None = None
+                 ) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     from tests.conftest import free_port
@@ -366,6 +370,7 @@ def start_server(url: str, schema: str | None, ingest_rate: int, gc_freeze: bool
     cmd = [sys.executable, __file__, "serve", "--url", url, "--port", str(port),
            "--ingest-rate", str(ingest_rate)] + (["--schema", schema] if schema else []) \
         + (["--gc-freeze"] if gc_freeze else []) + ["--http", http] \
+        + (["--workers", str(workers)] if workers is not None else []) \
         + (["--switch-interval", os.environ["BENCH_SWITCH"]] if "BENCH_SWITCH" in os.environ else [])
     proc = subprocess.Popen(cmd)
     base = f"http://127.0.0.1:{port}"
@@ -386,7 +391,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     url, schema = (f"sqlite:///{SQLITE_PATH}", None) if backend == "sqlite" else (PG, PG_SCHEMA)
     results = []
     for ingest in sorted({0, args.ingest_rate}):
-        proc, base = start_server(url, schema, ingest, args.gc_freeze, args.http)
+        proc, base = start_server(url, schema, ingest, args.gc_freeze, args.http,
+                                  args.workers)
         try:
             for name in args.scenarios.split(","):
                 for clients in sorted({1, args.clients}):
@@ -434,6 +440,7 @@ def main() -> int:
     srv.add_argument("--gc-freeze", action="store_true")
     srv.add_argument("--http", default="auto")
     srv.add_argument("--switch-interval", type=float, default=0)
+    srv.add_argument("--workers", type=int, default=None)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -447,6 +454,9 @@ def main() -> int:
                         "COLLECTOR_EVENT_LOOP=asyncio and --http h11, the server as it was "
                         "before uvloop and httptools")
     parser.add_argument("--scenarios", default="latest,aggregate,page,tags")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="api.workers of the server (default: one fewer than the CPUs; "
+                        "0: every answer built in the server's own process)")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args)

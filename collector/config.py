@@ -105,6 +105,9 @@ class ApiConfig(Strict):
     port: int = Field(8080, ge=0, le=65535)
     api_keys: list[str] = []
     cors_origins: list[str] = []
+    # processes that build large answers (pages, aggregates) on the other cores; None: one
+    # fewer than the CPUs; 0: all in the collector process
+    workers: int | None = Field(None, ge=0, le=64)
 
 
 class TagConfig(Strict):

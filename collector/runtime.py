@@ -99,6 +99,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
         self._api_server: Any = None
+        self._offload: Any = None
         self._stop = asyncio.Event()
         self.api_port: int | None = None
 
@@ -156,6 +157,8 @@ class Runtime:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._offload is not None:
+            await self._offload.close()
         await self.spool.close()
         await self.ledger.close()
 
@@ -267,8 +270,11 @@ class Runtime:
         sock.listen(128)
         sock.setblocking(False)
         self.api_port = sock.getsockname()[1]
-        server = _Server(uvicorn.Config(create_app(self), log_level="warning",
+        app = create_app(self)
+        server = _Server(uvicorn.Config(app, log_level="warning",
                                         access_log=False, lifespan="off"))
         self._api_server = server
+        self._offload = app.state.offload
+        self._tasks.append(asyncio.create_task(self._offload.start(), name="api-workers"))
         self._tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="api"))
         log.info("API and status page on http://%s:%s/", cfg.host, self.api_port)

@@ -27,7 +27,7 @@ api:
   enabled: false
   api_keys: [{keys}]
   cors_origins: [{origins}]
-machines:
+{workers}machines:
   - id: press07
     name: Press 07
     area: stamping
@@ -62,13 +62,17 @@ class ApiRuntime:
     health: list[SourceHealth] = field(default_factory=list)
 
 
-def config_text(keys: tuple[str, ...] = (), origins: tuple[str, ...] = ()) -> str:
-    return CONFIG.format(keys=", ".join(keys), origins=", ".join(origins))
+def config_text(keys: tuple[str, ...] = (), origins: tuple[str, ...] = (),
+                workers: int | None = None) -> str:
+    return CONFIG.format(keys=", ".join(keys), origins=", ".join(origins),
+                         workers="" if workers is None else f"  workers: {workers}\n")
 
 
-async def make_env(ledger: Ledger, keys: tuple[str, ...] = (),
-                   origins: tuple[str, ...] = ()) -> tuple[ApiRuntime, httpx.AsyncClient]:
-    config = parse_config(config_text(keys, origins))
+async def make_env(ledger: Ledger, keys: tuple[str, ...] = (), origins: tuple[str, ...] = (),
+                   workers: int | None = None) -> tuple[ApiRuntime, httpx.AsyncClient]:
+    """The runtime and a client of an app over `ledger`; `workers` is `api.workers` (None:
+    the default, one worker process per CPU for large answers)."""
+    config = parse_config(config_text(keys, origins, workers))
     await ledger.sync_config(
         [MachineInfo(m.id, m.name, m.area, m.line) for m in config.machines],
         configured_series(config))

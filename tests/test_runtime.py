@@ -20,6 +20,7 @@ from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
 from collector.runtime import Runtime
 from tests.conftest import free_port
+from tests.test_api_offload import _alive
 
 
 class CrashingSource(SourceConfig):
@@ -229,3 +230,27 @@ def test_unwritable_spool_path_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert f"cannot open the spool file '{blocker}/spool.db'" in result.stderr
     assert "set spool.path to a writable location" in result.stderr
+
+
+async def test_api_workers_start_and_stop_with_the_runtime(tmp_path: Path) -> None:
+    """`collector run` starts its API worker processes (api.workers) with the API and stops
+    them when it stops; they answer large pages meanwhile."""
+    cfg = parse_config(config(tmp_path).replace("api:\n", "api:\n  workers: 2\n"))
+    async with Runtime(cfg) as rt:
+        ts = 1_763_776_800_000_000
+        await rt.pipeline.put([Reading("press07", "current", ts + i * 1000, float(i))
+                               for i in range(3_000)], wait=True)
+        offload = rt._offload
+        for _ in range(200):
+            if len(offload.pids()) == 2:
+                break
+            await asyncio.sleep(0.05)
+        pids = offload.pids()
+        assert len(pids) == 2 and os.getpid() not in pids
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
+            r = await client.get("/api/v1/readings", params={
+                "machine": "press07", "start": ts // 1000, "end": ts // 1000 + 10_000,
+                "limit": 5_000})
+            items = r.json()["items"]
+            assert [i["value"] for i in items] == [float(i) for i in range(3_000)]
+    assert not any(map(_alive, pids))

@@ -1,0 +1,194 @@
+"""Large answers built in worker processes, so that they use the machine's other cores.
+
+A page of 10,000 readings or a day of 1-minute buckets costs ~10 ms of CPU to read and write
+out as JSON; in the collector's one event loop, eight dashboards asking at once queue behind
+each other on one core while the others stay idle, and the sources and the ledger writer wait
+with them. `Offload` keeps `api.workers` processes (default: one per CPU), each
+with its own read-only connection to the ledger, and sends them such answers whole: the
+worker reads the rows and returns the finished body as bytes; the loop only sends it. Workers
+run at a lower priority (nice 10) than the collector process, so that however many answers
+they build, the sources and the ledger writer get the CPU first.
+
+A worker that dies (killed, out of memory) is replaced, and the answer it owed is built in
+the collector process instead; an error inside a worker (the database down) reaches the
+client as the same 503 it would have been in the collector process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+log = logging.getLogger("api")
+
+Build = Callable[..., Awaitable[bytes]]
+
+# set in each worker process by `_start_worker`
+_loop: asyncio.AbstractEventLoop | None = None
+_ledger: Any = None
+
+
+class WorkerError(Exception):
+    """An error raised in a worker, carried back by name and text (the original exception
+    may not survive pickling)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (WorkerError, (self.kind, str(self)))
+
+
+NICE = 10  # workers' priority below the collector's (Linux: ~1/10 of its CPU share)
+BREAKS_ALLOWED = 3  # worker deaths within BREAK_WINDOW s before answers stay in-process
+BREAK_WINDOW = 60.0
+
+
+def default_workers() -> int:
+    """One per CPU this process may use: the collector's own loop needs little CPU per large
+    answer (sending it), and the workers' lower priority keeps its turns short."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def shareable(ledger: Any) -> bool:
+    """Whether `ledger` is one another process can open (a `Ledger`: a file or a server; the
+    status page's tests run the app with none)."""
+    return isinstance(getattr(ledger, "url", None), str) and hasattr(ledger, "schema")
+
+
+class Offload:
+    """Worker processes for large answers; `run(build, *args)` awaits `build(ledger, *args)`
+    in a worker, or in this process when there are none (`workers=0`) or when the worker
+    building it died."""
+
+    def __init__(self, ledger: Any, workers: int | None = None):
+        self.ledger = ledger
+        wanted = default_workers() if workers is None else workers
+        self.workers = wanted if wanted > 0 and shareable(ledger) else 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self.replaced = 0  # workers found dead and replaced
+        self._breaks: list[float] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self.workers > 0 and not self._closed
+
+    def _make_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker, initargs=(self.ledger.url, self.ledger.schema))
+
+    async def start(self) -> None:
+        """Starts the workers now (each imports and connects, ~1 s) rather than on the first
+        large request."""
+        if not self.enabled:
+            return
+        if self._pool is None:
+            self._pool = self._make_pool()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)
+                                   for _ in range(self.workers)))
+        except Exception as exc:  # the pool is remade on the next answer
+            log.warning("API workers did not start: %s: %s", type(exc).__name__, exc)
+
+    async def run(self, build: Build, *args: Any) -> bytes:
+        if not self.enabled:
+            return await build(self.ledger, *args)
+        if self._pool is None:
+            self._pool = self._make_pool()
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, _build, build, args)
+        except BrokenProcessPool:
+            if self._pool is pool and not self._closed:
+                self._replace(pool)
+            return await build(self.ledger, *args)
+
+    def _replace(self, pool: ProcessPoolExecutor) -> None:
+        """A worker died: start new ones, unless they keep dying (then answers are built
+        in the collector process from now on)."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        now = time.monotonic()
+        self._breaks = [t for t in self._breaks if now - t < BREAK_WINDOW] + [now]
+        if len(self._breaks) > BREAKS_ALLOWED:
+            log.error("API worker processes died %d times within %.0f s; large answers are "
+                      "built in the collector process from now on (restart the collector to "
+                      "try workers again, or set api.workers: 0)", len(self._breaks),
+                      BREAK_WINDOW)
+            self._pool, self.workers = None, 0
+            return
+        self.replaced += 1
+        log.warning("an API worker process died; starting a new one (the answers it owed are "
+                    "built in the collector process)")
+        self._pool = self._make_pool()
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for health pages and tests)."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return sorted(processes)
+
+    async def close(self) -> None:
+        """Stops the workers (those still building an answer are waited for, ~10 ms)."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+# --- in the worker process --------------------------------------------------------------------
+def _start_worker(url: str, schema: str | None) -> None:
+    global _loop, _ledger
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the collector's to handle
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(NICE)
+    # a worker outlives a collector killed with SIGKILL (its queue's pipe never closes):
+    # it exits as soon as the collector is gone
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True,
+                         name="collector-watch").start()
+    from collector.ledger import Ledger
+
+    _loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(_loop)
+    _ledger = Ledger(url, schema=schema)
+    _loop.run_until_complete(_ledger.open(migrate=False))
+    # what start-up made lives as long as the worker: out of the cyclic GC's reach, as in
+    # the collector process
+    gc.collect()
+    gc.freeze()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _build(build: Build, args: tuple[Any, ...]) -> bytes:
+    assert _loop is not None
+    try:
+        return _loop.run_until_complete(build(_ledger, *args))
+    except Exception as exc:
+        raise WorkerError(type(exc).__name__, str(exc)) from None

@@ -1,0 +1,211 @@
+"""Large answers built in worker processes (`api.offload`), on SQLite and PostgreSQL: the same
+bytes as the collector process builds, and what happens when a worker dies, keeps dying,
+fails, or outlives a collector killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.offload import BREAKS_ALLOWED, Offload, WorkerError, default_workers, shareable
+from collector.config import ConfigError, parse_config
+from collector.ledger import Ledger
+from collector.model import Quality, Reading
+from tests.test_api_fixtures import T0, S, make_env, ms
+
+ROOT = Path(__file__).resolve().parent.parent
+URL = "/api/v1/readings"
+
+
+async def seed(ledger: Ledger) -> None:
+    """Floats of every shape, bools, texts, bad readings: what a page or a bucket can hold."""
+    await ledger.write(
+        [Reading("press07", "motor_current", T0 + i * S // 2, (i * 0.1) ** 1.5 - 7.3,
+                 Quality.BAD if i % 97 == 0 else Quality.GOOD) for i in range(6_000)]
+        + [Reading("press07", "door_open", T0 + i * S, i % 3 == 0) for i in range(2_000)]
+        + [Reading("press07", "idle_tag", T0 + i * 7 * S, "text, with \"quotes\"" if i % 5
+                   else float(i)) for i in range(400)])
+
+
+QUERIES = [
+    (URL, {"machine": "press07", "start": ms(T0), "end": ms(T0 + 3_600 * S), "limit": 5_000}),
+    (URL, {"machine": "press07", "tag": "motor_current", "start": ms(T0),
+           "end": ms(T0 + 86_400 * S), "limit": 2_500}),
+    (URL, {"machine": "press07", "tag": ["door_open", "idle_tag"], "start": ms(T0),
+           "end": ms(T0 + 86_400 * S), "limit": 1_000}),
+    (URL + "/aggregate", {"machine": "press07", "start": ms(T0), "end": ms(T0 + 3_600 * S),
+                          "bucket": "1s"}),
+    (URL + "/aggregate", {"machine": "press07", "tag": "motor_current", "start": ms(T0),
+                          "end": ms(T0 + 86_400 * S), "bucket": "1m", "tz": "Europe/Berlin"}),
+]
+
+
+@pytest.fixture
+async def apps(ledger: Ledger) -> AsyncIterator[tuple[Ledger, httpx.AsyncClient, httpx.AsyncClient, Offload]]:
+    """(ledger, client of an app with no workers, client of an app with one, its Offload),
+    the ledger seeded."""
+    _, local = await make_env(ledger, workers=0)
+    _, client = await make_env(ledger, workers=1)
+    await seed(ledger)
+    offload = client._transport.app.state.offload  # type: ignore[attr-defined]
+    async with local, client:
+        try:
+            yield ledger, local, client, offload
+        finally:
+            await offload.close()
+
+
+async def pages(client: httpx.AsyncClient, url: str, params: dict) -> list[bytes]:
+    """Every page of a query, following `next`, as the bytes the API sent."""
+    bodies = []
+    cursor = None
+    while True:
+        r = await client.get(url, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        bodies.append(r.content)
+        cursor = r.json().get("next")
+        if not cursor:
+            return bodies
+
+
+async def test_workers_answer_the_same_bytes(apps) -> None:
+    _, local, offloaded, offload = apps
+    assert offload.enabled and not local._transport.app.state.offload.enabled  # type: ignore[attr-defined]
+    await offload.start()
+    assert len(offload.pids()) == 1 and os.getpid() not in offload.pids()
+    for url, params in QUERIES:
+        here = await pages(local, url, params)
+        there = await pages(offloaded, url, params)
+        assert there == here and len(here[0]) > 5_000, (url, params)
+    items = [i for body in await pages(offloaded, *QUERIES[0])
+             for i in httpx.Response(200, content=body).json()["items"]]
+    assert len(items) == 6_000 + 2_000 + 400 - sum(
+        1 for i in range(400) if i * 7 * S >= 3_600 * S)
+
+
+async def test_a_killed_worker_is_replaced_and_no_answer_is_lost(apps) -> None:
+    _, local, client, offload = apps
+    if True:
+        url, params = QUERIES[0]
+        expected = await pages(local, url, params)
+        await offload.start()
+        for round_ in range(BREAKS_ALLOWED):
+            (pid,) = offload.pids()
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.2)
+            # the answer the dead worker owed comes from the collector process
+            assert await pages(client, url, params) == expected
+            assert offload.replaced == round_ + 1 and offload.enabled
+            assert await pages(client, url, params) == expected  # from a new worker
+            assert offload.pids() and offload.pids() != [pid]
+        # a worker that keeps dying: answers stay in the collector process from then on
+        os.kill(offload.pids()[0], signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert await pages(client, url, params) == expected
+        assert not offload.enabled and offload.pids() == []
+        assert await pages(client, *QUERIES[3]) == await pages(local, *QUERIES[3])
+
+
+async def test_an_error_in_a_worker_is_a_503_naming_it(apps) -> None:
+    ledger, _, client, offload = apps
+    if True:
+        await offload.start()
+        with pytest.raises(WorkerError) as caught:
+            await offload.run(_fails, "on purpose")
+        assert caught.value.kind == "ZeroDivisionError" and "on purpose" in str(caught.value)
+        # the readings table gone: the worker's query fails, the client hears why
+        async with ledger.engine.begin() as conn:
+            await conn.exec_driver_sql("ALTER TABLE readings RENAME TO readings_away")
+        # as a server would answer (the ASGI test transport re-raises what the app handled)
+        transport = httpx.ASGITransport(app=client._transport.app,  # type: ignore[attr-defined]
+                                        raise_app_exceptions=False)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as served:
+                for url, params in (QUERIES[0], QUERIES[4]):
+                    r = await served.get(url, params=params)
+                    assert r.status_code == 503, r.text
+                    assert r.json()["detail"].startswith("the ledger could not answer: ")
+                    assert r.json()["detail"].endswith("Error")  # OperationalError, ...
+            assert offload.enabled and offload.replaced == 0  # the worker lives on
+        finally:
+            async with ledger.engine.begin() as conn:
+                await conn.exec_driver_sql("ALTER TABLE readings_away RENAME TO readings")
+        r = await client.get(QUERIES[1][0], params=QUERIES[1][1])
+        assert r.status_code == 200 and len(r.json()["items"]) == 2_500
+
+
+async def _fails(_ledger: Ledger, why: str) -> bytes:
+    raise ZeroDivisionError(why)
+
+
+def test_workers_exit_with_a_collector_killed_by_sigkill(tmp_path: Path) -> None:
+    """A worker's queue never closes when the collector is SIGKILLed; it must exit anyway."""
+    db = tmp_path / "ledger.db"
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from api.offload import Offload
+        from collector.ledger import Ledger
+
+        async def main():
+            ledger = Ledger("sqlite:///{db}")
+            await ledger.open()
+            offload = Offload(ledger, 2)
+            await offload.start()
+            print(*offload.pids(), flush=True)
+            await asyncio.sleep(60)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_by_default_one_per_cpu(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path}/x.db")
+    assert shareable(ledger) and not shareable(None)
+    assert default_workers() == len(os.sched_getaffinity(0))
+    assert Offload(ledger).workers == default_workers() and Offload(ledger, 3).workers == 3
+    assert not Offload(ledger, 0).enabled
+    assert not Offload(None).enabled  # an app without a ledger (the status page alone)
+
+
+def test_workers_setting_is_checked() -> None:
+    base = "api: {{workers: {}}}\nmachines: []\n"
+    assert parse_config(base.format(3)).api.workers == 3
+    assert parse_config("machines: []\n").api.workers is None
+    for bad in ("-1", "many", "65"):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(base.format(bad))
+        assert "api.workers" in str(caught.value) or "workers" in str(caught.value)
+
