@@ -3,7 +3,7 @@
 A page of 10,000 readings or a day of 1-minute buckets costs ~10 ms of CPU to read and write
 out as JSON; in the collector's one event loop, eight dashboards asking at once queue behind
 each other on one core while the others stay idle, and the sources and the ledger writer wait
-with them. `Offload` keeps `api.workers` processes (default: one per CPU), each
+with them. `Offload` keeps `api.workers` processes (default: one per CPU, at most four), each
 with its own read-only connection to the ledger, and sends them such answers whole: the
 worker reads the rows and returns the finished body as bytes; the loop only sends it. Workers
 run at a lower priority (nice 10) than the collector process, so that however many answers
@@ -57,13 +57,18 @@ BREAKS_ALLOWED = 3  # worker deaths within BREAK_WINDOW s before answers stay in
 BREAK_WINDOW = 60.0
 
 
+DEFAULT_MOST = 4  # each worker holds ~70 MB; more than four rarely pays on a box
+
+
 def default_workers() -> int:
-    """One per CPU this process may use: the collector's own loop needs little CPU per large
-    answer (sending it), and the workers' lower priority keeps its turns short."""
+    """One per CPU this process may use, at most `DEFAULT_MOST`: the collector's own loop
+    needs little CPU per large answer (sending it), and the workers' lower priority keeps its
+    turns short."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return min(cpus, DEFAULT_MOST)
 
 
 def shareable(ledger: Any) -> bool:

@@ -106,7 +106,7 @@ class ApiConfig(Strict):
     api_keys: list[str] = []
     cors_origins: list[str] = []
     # processes that build large answers (pages, aggregates) on the other cores; None: one
-    # fewer than the CPUs; 0: all in the collector process
+    # per CPU, at most four; 0: all in the collector process
     workers: int | None = Field(None, ge=0, le=64)
 
 

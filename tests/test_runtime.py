@@ -20,7 +20,7 @@ from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
 from collector.runtime import Runtime
 from tests.conftest import free_port
-from tests.test_api_offload import _alive
+from tests.test_api_offload import process_alive
 
 
 class CrashingSource(SourceConfig):
@@ -253,4 +253,4 @@ async def test_api_workers_start_and_stop_with_the_runtime(tmp_path: Path) -> No
                 "limit": 5_000})
             items = r.json()["items"]
             assert [i["value"] for i in items] == [float(i) for i in range(3_000)]
-    assert not any(map(_alive, pids))
+    assert not any(map(process_alive, pids))
