@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import math
 import os
 import random
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -223,6 +225,11 @@ def serve(args: argparse.Namespace) -> None:
     from collector.config import parse_config
     from collector.runtime import run_service
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     class Stats:
         def stats(self) -> dict[str, object]:
             return {"ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 0,
@@ -280,10 +287,13 @@ def serve(args: argparse.Namespace) -> None:
         app = create_app(Runtime(ledger))
         await app.state.offload.start()
         app.add_api_route("/bench/ingest", ingest_report)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1",
-                                               port=args.port, log_level="warning",
-                                               access_log=False, lifespan="off",
-                                               http=args.http))
+        server = Server(uvicorn.Config(app, host="127.0.0.1", port=args.port,
+                                       log_level="warning", access_log=False, lifespan="off",
+                                       http=args.http))
+        # SIGTERM ends the server and then this function, as in `collector run` (uvicorn's own
+        # handling re-raises the signal at the end, and the process dies before it cleans up)
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGTERM, lambda: setattr(server, "should_exit", True))
         await server.serve()
         for task in tasks:
             task.cancel()

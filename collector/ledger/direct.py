@@ -27,6 +27,7 @@ from typing import Any
 from collector.ledger.engine import SQLITE_PRAGMAS
 
 MAX_ROWS = 20_000  # ~15 ms of the loop at most
+CACHE_KIB = 16_384  # SQLite's page cache per reader; the OS caches the file as well
 _BUSY_MS = 50  # a reader waits for a lock only while WAL files are set up or reset
 
 _PRAGMAS = [p for p in SQLITE_PRAGMAS
@@ -64,7 +65,7 @@ class DirectReader:
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        conn.execute("PRAGMA cache_size=-16384")  # 16 MiB: the OS caches the file as well
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         conn.execute("PRAGMA query_only=ON")
         self._conn = conn
         return conn
