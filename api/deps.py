@@ -11,11 +11,12 @@ from fastapi import HTTPException, Request
 
 from api.offload import Offload
 
-# Answers built from thousands of rows (pages, aggregates, every tag) are made at most this
-# many at a time, in arrival order; each yields to the event loop between chunks of rows.
-# The loop also runs the sources and the ledger writer: with eight clients asking for
-# 10,000-row pages at once, unbounded, its turns grew to ~160 ms and ingest fell to a tenth of
-# its rate. Two at once: one can wait for the database while the other formats.
+# Answers built from thousands of rows in this process (every tag; pages and aggregates when
+# there are no worker processes, `api.offload`) are made at most this many at a time, in
+# arrival order; each yields to the event loop between chunks of rows. The loop also runs the
+# sources and the ledger writer: with eight clients asking for 10,000-row pages at once,
+# unbounded, its turns grew to ~160 ms and ingest fell to a tenth of its rate. Two at once:
+# one can wait for the database while the other formats.
 LARGE_AT_ONCE = 2
 CHUNK_ROWS = 2000  # rows formatted between two yields (~2 ms)
 # answers that may hold this many rows or more are built in a worker process when there are

@@ -28,8 +28,9 @@ SOURCE_LABELS = ["machine", "source", "protocol"]
 class RuntimeCollector:
     """Exposes one runtime's sources, pipeline, spool and ledger writer."""
 
-    def __init__(self, runtime: Any):
+    def __init__(self, runtime: Any, offload: Any = None):
         self.runtime = runtime
+        self.offload = offload
 
     def collect(self) -> Iterator[Metric]:
         rt = self.runtime
@@ -70,6 +71,12 @@ class RuntimeCollector:
         writes.add_metric([], p.write_seconds.cumulative(), p.write_seconds.sum)
         yield writes
 
+        if self.offload is not None:  # the API's worker processes (api.offload)
+            o = self.offload
+            yield _gauge("collector_api_workers", "Worker processes building large API answers", o.workers)
+            yield _counter("collector_api_worker_answers", "Large answers built by worker processes", o.answers)
+            yield _counter("collector_api_worker_replacements", "Worker processes found dead and replaced", o.replaced)
+
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
@@ -79,9 +86,9 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def registry_for(runtime: Any) -> CollectorRegistry:
+def registry_for(runtime: Any, offload: Any = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RuntimeCollector(runtime))
+    registry.register(RuntimeCollector(runtime, offload))
     ProcessCollector(registry=registry)  # process memory, CPU, open files
     return registry
 
@@ -91,5 +98,6 @@ def registry_for(runtime: Any) -> CollectorRegistry:
 async def metrics(request: Request) -> Response:
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
-        registry = request.app.state.metrics_registry = registry_for(request.app.state.runtime)
+        registry = request.app.state.metrics_registry = registry_for(
+            request.app.state.runtime, getattr(request.app.state, "offload", None))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

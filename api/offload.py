@@ -90,6 +90,7 @@ class Offload:
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
         self.replaced = 0  # workers found dead and replaced
+        self.answers = 0  # answers built by workers
         self._breaks: list[float] = []
 
     @property
@@ -122,7 +123,9 @@ class Offload:
             self._pool = self._make_pool()
         pool = self._pool
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, _build, build, args)
+            body = await asyncio.get_running_loop().run_in_executor(pool, _build, build, args)
+            self.answers += 1
+            return body
         except BrokenProcessPool:
             if self._pool is pool and not self._closed:
                 self._replace(pool)

@@ -253,4 +253,8 @@ async def test_api_workers_start_and_stop_with_the_runtime(tmp_path: Path) -> No
                 "limit": 5_000})
             items = r.json()["items"]
             assert [i["value"] for i in items] == [float(i) for i in range(3_000)]
+            metrics = (await client.get("/metrics")).text
+            assert "collector_api_workers 2.0" in metrics
+            assert "collector_api_worker_answers_total 1.0" in metrics
+            assert "collector_api_worker_replacements_total 0.0" in metrics
     assert not any(map(process_alive, pids))
