@@ -216,3 +216,36 @@ def test_workers_setting_is_checked() -> None:
             parse_config(base.format(bad))
         assert "api.workers" in str(caught.value) or "workers" in str(caught.value)
 
+
+
+async def test_workers_survive_postgresql_going_away_and_coming_back(throwaway_pg) -> None:
+    """PostgreSQL stopped under the workers: their answers are 503s naming the error, and once
+    it is back the same workers answer again (their pools reconnect)."""
+    ledger = Ledger(throwaway_pg.url)
+    await ledger.open()
+    try:
+        _, client = await make_env(ledger, workers=1)
+        await seed(ledger)
+        offload = client._transport.app.state.offload  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=client._transport.app,  # type: ignore[attr-defined]
+                                        raise_app_exceptions=False)
+        url, params = QUERIES[0]
+        async with client, httpx.AsyncClient(transport=transport, base_url="http://t") as served:
+            expected = await pages(client, url, params)
+            (pid,) = offload.pids()
+            throwaway_pg.stop()
+            for query in (QUERIES[0], QUERIES[4]):
+                r = await served.get(query[0], params=query[1])
+                assert r.status_code == 503, r.text
+                assert r.json()["detail"].startswith("the ledger could not answer: ")
+            throwaway_pg.start()
+            for _ in range(50):  # the first answer may still meet a connection of before
+                r = await served.get(url, params=params)
+                if r.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert await pages(client, url, params) == expected
+            assert offload.pids() == [pid] and offload.replaced == 0
+            await offload.close()
+    finally:
+        await ledger.close()
