@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 
 from api.offload import Offload
 
-# Answers built from thousands of rows in this process (every tag; pages and aggregates when
+# Answers built from thousands of rows in this process (pages, aggregates and every tag when
 # there are no worker processes, `api.offload`) are made at most this many at a time, in
 # arrival order; each yields to the event loop between chunks of rows. The loop also runs the
 # sources and the ledger writer: with eight clients asking for 10,000-row pages at once,

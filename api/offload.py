@@ -1,4 +1,5 @@
-"""Large answers built in worker processes, so that they use the machine's other cores.
+"""Large answers (pages, aggregates, the newest readings of every tag) built in worker
+processes, so that they use the machine's other cores.
 
 A page of 10,000 readings or a day of 1-minute buckets costs ~10 ms of CPU to read and write
 out as JSON; in the collector's one event loop, eight dashboards asking at once queue behind
@@ -29,11 +30,11 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("api")
 
-Build = Callable[..., Awaitable[bytes]]
+T = TypeVar("T")
 
 # set in each worker process by `_start_worker`
 _loop: asyncio.AbstractEventLoop | None = None
@@ -80,6 +81,7 @@ def shareable(ledger: Any) -> bool:
 
 class Offload:
     """Worker processes for large answers; `run(build, *args)` awaits `build(ledger, *args)`
+    (a module-level coroutine function; its result is pickled back, so bytes travel best)
     in a worker, or in this process when there are none (`workers=0`) or when the worker
     building it died."""
 
@@ -116,7 +118,7 @@ class Offload:
         except Exception as exc:  # the pool is remade on the next answer
             log.warning("API workers did not start: %s: %s", type(exc).__name__, exc)
 
-    async def run(self, build: Build, *args: Any) -> bytes:
+    async def run(self, build: Callable[..., Awaitable[T]], *args: Any) -> T:
         if not self.enabled:
             return await build(self.ledger, *args)
         if self._pool is None:
@@ -196,7 +198,7 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _build(build: Build, args: tuple[Any, ...]) -> bytes:
+def _build(build: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
     assert _loop is not None
     try:
         return _loop.run_until_complete(build(_ledger, *args))

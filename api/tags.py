@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from api.deps import large_answers, require_key, runtime
+from api.deps import OFFLOAD_ROWS, large_answers, offloaded, require_key, runtime
 from api.lookup import cached_series, machine_series, tag_descriptions
+from api.offload import Offload
 from api.output import QUALITY_TAILS, ts_texts, value_texts
 from api.schemas import ERRORS, TagList
 from collector.ledger import Series
@@ -25,25 +26,35 @@ async def list_tags(
     machine: str | None = Query(None, description="only this machine's tags; all when omitted"),
     rt: Any = Depends(runtime),
     slots: asyncio.Semaphore = Depends(large_answers),
+    offload: Offload = Depends(offloaded),
 ) -> Response:
     if machine is not None:
         series = await machine_series(rt, machine)
     else:
         series = await cached_series(rt.ledger, None)
     bools = {s.id for s in series if s.kind == "bool"}
-    async with slots:
-        latest = _latest_texts(await rt.ledger.latest_rows([s.id for s in series]), bools)
-        described = tag_descriptions(rt)
-        # written as text directly: with every tag of a plant this is thousands of items,
-        # and the part that describes a series is the same from one request to the next
-        parts = [b'{"items":[']
-        for s in series:
-            parts += (_head(s, described.get((s.machine, s.tag))), latest.get(s.id, b"null"),
-                      b"},")
-        if series:
-            parts[-1] = b"}"
-        parts.append(b"]}")
-        return Response(b"".join(parts), media_type="application/json")
+    ids = [s.id for s in series]
+    if offload.enabled and len(ids) >= OFFLOAD_ROWS:
+        latest = await offload.run(latest_texts, ids, bools)
+    else:
+        async with slots:
+            latest = await latest_texts(rt.ledger, ids, bools)
+    described = tag_descriptions(rt)
+    # written as text directly: with every tag of a plant this is thousands of items, and
+    # the part that describes a series is the same from one request to the next
+    parts = [b'{"items":[']
+    for s in series:
+        parts += (_head(s, described.get((s.machine, s.tag))), latest.get(s.id, b"null"), b"},")
+    if series:
+        parts[-1] = b"}"
+    parts.append(b"]}")
+    return Response(b"".join(parts), media_type="application/json")
+
+
+async def latest_texts(ledger: Any, ids: list[int], bools: set[int]) -> dict[int, bytes]:
+    """Each series' newest reading as `{"ts":..,"value":..,"quality":..}` (in a worker
+    process when there are any: `api.offload`)."""
+    return _latest_texts(await ledger.latest_rows(ids), bools)
 
 
 def _latest_texts(rows: list[tuple[int, int, float | None, str | None, int]],

@@ -100,6 +100,26 @@ async def test_workers_answer_the_same_bytes(apps) -> None:
         1 for i in range(400) if i * 7 * S >= 3_600 * S)
 
 
+async def test_tags_from_workers_are_the_same(apps) -> None:
+    """`/tags` of 1,000 series or more: the newest readings come from a worker."""
+    ledger, local, offloaded, offload = apps
+    await ledger.write([Reading("lathe1", f"t{i:04d}", T0 + i * S,
+                                i % 2 == 0 if i % 3 == 0 else f"v{i}" if i % 3 == 1 else i / 7,
+                                Quality.UNCERTAIN if i % 11 == 0 else Quality.GOOD)
+                        for i in range(1_200)])
+    for params in ({}, {"machine": "lathe1"}):
+        before = offload.answers
+        here = await local.get("/api/v1/tags", params=params)
+        there = await offloaded.get("/api/v1/tags", params=params)
+        assert here.status_code == there.status_code == 200
+        assert there.content == here.content and offload.answers == before + 1
+        items = {(i["machine"], i["tag"]): i for i in there.json()["items"]}
+        assert len(items) == 1_200 + 3 * ("machine" not in params)
+        assert items[("lathe1", "t0007")]["latest"]["value"] == "v7"
+        assert items[("lathe1", "t0011")]["latest"]["quality"] == "uncertain"
+        assert items[("lathe1", "t0005")]["latest"]["value"] == 5 / 7
+
+
 async def test_a_killed_worker_is_replaced_and_no_answer_is_lost(apps) -> None:
     _, local, client, offload = apps
     if True:
