@@ -1,5 +1,5 @@
-"""Large answers (pages, aggregates, the newest readings of every tag) built in worker
-processes, so that they use the machine's other cores.
+"""Large answers (pages as JSON or CSV, aggregates, the newest readings of every tag) built
+in worker processes, so that they use the machine's other cores.
 
 A page of 10,000 readings or a day of 1-minute buckets costs ~10 ms of CPU to read and write
 out as JSON; in the collector's one event loop, eight dashboards asking at once queue behind

@@ -158,24 +158,31 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
-async def csv_chunks(header: Sequence[str], rows: AsyncIterator[Iterable[Any]]) -> AsyncIterator[str]:
-    """CSV text in chunks of a few thousand rows, header first."""
+def csv_text(rows: Iterable[Iterable[Any]]) -> str:
+    """CSV lines of `rows`, cells as `csv_cell` shows them."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(header)
-    n = 0
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    return buf.getvalue()
+
+
+async def csv_chunks(header: Sequence[str], rows: AsyncIterator[Iterable[Any]]) -> AsyncIterator[str]:
+    """CSV text in chunks of a few thousand rows, header first."""
+    yield csv_text([header])
+    held: list[Iterable[Any]] = []
     async for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
-        n += 1
-        if n >= _FLUSH_ROWS:
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-            n = 0
-    yield buf.getvalue()
+        held.append(row)
+        if len(held) >= _FLUSH_ROWS:
+            yield csv_text(held)
+            held = []
+    yield csv_text(held)
+
+
+def csv_disposition(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'inline; filename="{filename}"'}
 
 
 def csv_response(header: Sequence[str], rows: AsyncIterator[Iterable[Any]], filename: str,
                  headers: dict[str, str] | None = None) -> StreamingResponse:
-    all_headers = {"Content-Disposition": f'inline; filename="{filename}"', **(headers or {})}
+    all_headers = {**csv_disposition(filename), **(headers or {})}
     return StreamingResponse(csv_chunks(header, rows), media_type=CSV_TYPE, headers=all_headers)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.buckets import aggregate_windows
 from api.deps import CHUNK_ROWS, OFFLOAD_ROWS, large_answers, offloaded, require_key, runtime
@@ -19,7 +19,9 @@ from api.offload import Offload
 from api.output import (
     CSV_TYPE,
     bucket_items,
+    csv_disposition,
     csv_response,
+    csv_text,
     reading_items,
 )
 from api.params import (
@@ -41,6 +43,7 @@ router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
                    dependencies=[Depends(require_key)], responses=ERRORS)
 
 MAX_JSON_BUCKETS = 1_000_000
+CSV_PART = 20_000  # readings a worker writes out as CSV at a time
 _CSV = {"content": {CSV_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
         "description": "with format=csv: a header row, then one row per item"}
 
@@ -75,7 +78,8 @@ async def get_readings(
     series = await resolve_series(rt, machine, tags)
     names = {x.id: x.tag for x in series}
     if format == "csv":
-        return await _readings_csv(rt, machine, tags, series, names, s, e, limit, after)
+        return await _readings_csv(rt, offload, machine, tags, series, names, s, e,
+                                   limit, after)
     heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
              '"ts":"'.encode() for sid, tag in names.items()}
     bools = {x.id for x in series if x.kind == "bool"}
@@ -108,13 +112,31 @@ async def page_json(ledger: Any, machine: str, tags: list[str], heads: dict[int,
     return b"".join(parts)
 
 
-async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any],
-                        names: dict[int, str], s: int, e: int, limit: int,
+async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str],
+                        series: list[Any], names: dict[int, str], s: int, e: int, limit: int,
                         after: tuple[int, int] | None) -> Response:
     # the page's last key is found first, so the next cursor can go in a header
     last = await rt.ledger.page_end(series, s, e, limit, after)
     headers = {"X-Next-Cursor": encode_cursor(machine, tags, s, e, last)} if last else {}
     stop_end = last[0] + 1 if last else e
+    header = ("machine", "tag", "ts", "value", "quality")
+    if offload.enabled and limit >= OFFLOAD_ROWS:
+        # written by the workers, CSV_PART rows at a time, each part a keyset page after the
+        # one before: the stream never holds more than a part
+        async def parts() -> AsyncIterator[str]:
+            yield csv_text([header])
+            key, sent = after, 0
+            while True:
+                n = CSV_PART if last is not None else min(CSV_PART, limit - sent)
+                text, key, count, passed = await offload.run(
+                    csv_part, machine, series, names, s, stop_end, key, n, last)
+                yield text
+                sent += count
+                if passed or count < n or (last is None and sent >= limit):
+                    return
+
+        return StreamingResponse(parts(), media_type=CSV_TYPE, headers={
+            **csv_disposition(_file(machine, "readings")), **headers})
 
     async def rows() -> AsyncIterator[tuple[Any, ...]]:
         n = 0
@@ -126,8 +148,22 @@ async def _readings_csv(rt: Any, machine: str, tags: list[str], series: list[Any
             n += 1
             yield (machine, names[p.series_id], format_ts_fast(p.ts), p.value, p.quality.label)
 
-    return csv_response(("machine", "tag", "ts", "value", "quality"), rows(),
-                        _file(machine, "readings"), headers)
+    return csv_response(header, rows(), _file(machine, "readings"), headers)
+
+
+async def csv_part(ledger: Any, machine: str, series: list[Any], names: dict[int, str], s: int,
+                   end: int, after: tuple[int, int] | None, n: int,
+                   last: tuple[int, int] | None) -> tuple[str, tuple[int, int] | None, int, bool]:
+    """Up to `n` readings after `after` as CSV lines, none past `last` (in a worker process:
+    `api.offload`): (text, the key of its last row, rows, whether `last` was passed)."""
+    rows: list[tuple[Any, ...]] = []
+    key = after
+    async for p in ledger.stream_readings(series, s, end, n, after):
+        if last is not None and (p.ts, p.series_id) > last:
+            return csv_text(rows), key, len(rows), True
+        rows.append((machine, names[p.series_id], format_ts_fast(p.ts), p.value, p.quality.label))
+        key = (p.ts, p.series_id)
+    return csv_text(rows), key, len(rows), False
 
 
 @router.get("/aggregate", response_model=AggregateList, responses={200: _CSV},

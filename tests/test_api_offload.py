@@ -120,6 +120,33 @@ async def test_tags_from_workers_are_the_same(apps) -> None:
         assert items[("lathe1", "t0005")]["latest"]["value"] == 5 / 7
 
 
+async def test_csv_exports_from_workers_are_the_same(apps, monkeypatch) -> None:
+    """Readings as CSV, written by the workers a part at a time (parts of 700 rows here):
+    the same text and the same X-Next-Cursor as from the collector process."""
+    _, local, offloaded, offload = apps
+    monkeypatch.setattr("api.readings.CSV_PART", 700)
+    base = {"machine": "press07", "start": ms(T0), "end": ms(T0 + 86_400 * S), "format": "csv"}
+    for params in ({**base, "limit": 5_000},  # more readings than that: a next cursor
+                   {**base, "limit": 100_000},  # all of them
+                   {**base, "tag": ["door_open", "idle_tag"], "limit": 1_000}):
+        before = offload.answers
+        pages_here, pages_there = [], []
+        for client, out in ((local, pages_here), (offloaded, pages_there)):
+            cursor = None
+            while True:
+                r = await client.get(URL, params={**params, **({"cursor": cursor} if cursor else {})})
+                assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+                out.append((r.text, r.headers.get("x-next-cursor")))
+                cursor = r.headers.get("x-next-cursor")
+                if not cursor:
+                    break
+        assert pages_there == pages_here, params
+        lines = [line for text, _ in pages_there for line in text.splitlines()[1:]]
+        assert len(lines) == (8_400 if "tag" not in params else 2_400)
+        assert offload.answers > before + 2  # several parts per page, from the workers
+    assert '"text, with ""quotes"""' in pages_there[0][0] and ",true," in pages_there[0][0]
+
+
 async def test_a_killed_worker_is_replaced_and_no_answer_is_lost(apps) -> None:
     _, local, client, offload = apps
     if True:
