@@ -147,6 +147,28 @@ async def test_csv_exports_from_workers_are_the_same(apps, monkeypatch) -> None:
     assert '"text, with ""quotes"""' in pages_there[0][0] and ",true," in pages_there[0][0]
 
 
+async def test_aggregate_csv_from_workers_is_the_same(apps, monkeypatch) -> None:
+    """UTC aggregates as CSV, written by the workers a time range at a time (ranges of ~700
+    buckets here, cut at bucket boundaries from an unaligned start): the same text as from
+    the collector process. Zoned ones stay in the collector process."""
+    _, local, offloaded, offload = apps
+    monkeypatch.setattr("api.readings.CSV_PART", 700)
+    base = {"machine": "press07", "start": ms(T0) + 1_234, "end": ms(T0 + 7_200 * S) - 567,
+            "format": "csv"}
+    for params in ({**base, "bucket": "1s"}, {**base, "bucket": "7s", "tag": "motor_current"},
+                   {**base, "bucket": "1m", "tz": "Europe/Berlin"}):
+        before = offload.answers
+        here = await local.get(URL + "/aggregate", params=params)
+        there = await offloaded.get(URL + "/aggregate", params=params)
+        assert here.status_code == there.status_code == 200
+        assert there.text == here.text and len(here.text.splitlines()) > 100, params
+        if "tz" in params:
+            assert offload.answers == before
+        else:
+            assert offload.answers >= before + 2  # parts
+    assert there.text.splitlines()[0] == "machine,tag,start,count,min,max,avg,last"
+
+
 async def test_a_killed_worker_is_replaced_and_no_answer_is_lost(apps) -> None:
     _, local, client, offload = apps
     if True:
