@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.buckets import aggregate_windows
-from api.deps import CHUNK_ROWS, OFFLOAD_ROWS, large_answers, offloaded, require_key, runtime
+from api.deps import CHUNK_ROWS, offloaded, require_key, runtime
 from api.lookup import resolve_series
 from api.offload import Offload
 from api.output import (
@@ -70,7 +70,6 @@ async def get_readings(
     cursor: str | None = Query(None, description="the `next` of the previous page"),
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
-    slots: asyncio.Semaphore = Depends(large_answers),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
@@ -83,12 +82,7 @@ async def get_readings(
     heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
              '"ts":"'.encode() for sid, tag in names.items()}
     bools = {x.id for x in series if x.kind == "bool"}
-    args = (machine, tags, heads, bools, s, e, limit, after)
-    if offload.enabled and limit >= OFFLOAD_ROWS:
-        body = await offload.run(page_json, *args)
-    else:
-        async with slots:
-            body = await page_json(rt.ledger, *args)
+    body = await offload.answer(limit, page_json, machine, tags, heads, bools, s, e, limit, after)
     return Response(body, media_type="application/json")
 
 
@@ -120,7 +114,7 @@ async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str]
     headers = {"X-Next-Cursor": encode_cursor(machine, tags, s, e, last)} if last else {}
     stop_end = last[0] + 1 if last else e
     header = ("machine", "tag", "ts", "value", "quality")
-    if offload.enabled and limit >= OFFLOAD_ROWS:
+    if offload.sends(limit):
         # written by the workers, CSV_PART rows at a time, each part a keyset page after the
         # one before: the stream never holds more than a part
         async def parts() -> AsyncIterator[str]:
@@ -178,7 +172,6 @@ async def get_aggregate(
                            "day buckets above all, are aligned to; default UTC"),
     format: Literal["json", "csv"] = FormatQ,
     rt: Any = Depends(runtime),
-    slots: asyncio.Semaphore = Depends(large_answers),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
@@ -190,7 +183,7 @@ async def get_aggregate(
     names = {x.id: x.tag for x in series}
     if format == "csv":
         header = ("machine", "tag", "start", "count", "min", "max", "avg", "last")
-        if offload.enabled and zone is None and per_series * len(series) >= OFFLOAD_ROWS:
+        if zone is None and offload.sends(per_series * len(series)):
             # UTC buckets never straddle two parts cut at bucket boundaries, so the workers
             # can write them a time range at a time (a local day may come in two pieces
             # that are merged: those stay in the collector process)
@@ -224,12 +217,8 @@ async def get_aggregate(
             "a larger bucket or a shorter range, or use format=csv")
     heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
              '"start":"'.encode() for sid, tag in names.items()}
-    args = (series, s, e, bucket_us, zone, heads)
-    if offload.enabled and per_series * len(series) >= OFFLOAD_ROWS:
-        body = await offload.run(aggregate_json, *args)
-    else:
-        async with slots:
-            body = await aggregate_json(rt.ledger, *args)
+    body = await offload.answer(per_series * len(series), aggregate_json, series, s, e,
+                                bucket_us, zone, heads)
     return Response(body, media_type="application/json")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from itertools import repeat
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from api.deps import OFFLOAD_ROWS, large_answers, offloaded, require_key, runtime
+from api.deps import offloaded, require_key, runtime
 from api.lookup import cached_series, machine_series, tag_descriptions
 from api.offload import Offload
 from api.output import QUALITY_TAILS, ts_texts, value_texts
@@ -25,7 +24,6 @@ router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(r
 async def list_tags(
     machine: str | None = Query(None, description="only this machine's tags; all when omitted"),
     rt: Any = Depends(runtime),
-    slots: asyncio.Semaphore = Depends(large_answers),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     if machine is not None:
@@ -33,12 +31,7 @@ async def list_tags(
     else:
         series = await cached_series(rt.ledger, None)
     bools = {s.id for s in series if s.kind == "bool"}
-    ids = [s.id for s in series]
-    if offload.enabled and len(ids) >= OFFLOAD_ROWS:
-        latest = await offload.run(latest_texts, ids, bools)
-    else:
-        async with slots:
-            latest = await latest_texts(rt.ledger, ids, bools)
+    latest = await offload.answer(len(series), latest_texts, [s.id for s in series], bools)
     described = tag_descriptions(rt)
     # written as text directly: with every tag of a plant this is thousands of items, and
     # the part that describes a series is the same from one request to the next
