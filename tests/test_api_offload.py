@@ -318,3 +318,31 @@ async def test_workers_survive_postgresql_going_away_and_coming_back(throwaway_p
             await offload.close()
     finally:
         await ledger.close()
+
+
+async def test_workers_that_cannot_start_leave_answers_to_the_collector(caplog) -> None:
+    """A worker whose start fails (here: a ledger URL it cannot use) breaks the pool: every
+    answer is still built, in the collector process, and after BREAKS_ALLOWED tries the
+    workers are switched off with an error in the log."""
+    class Unusable:
+        url, schema = "no-such-driver://nowhere/x", None
+
+        def __init__(self) -> None:
+            self.built = 0
+
+    ledger = Unusable()
+    offload = Offload(ledger, 1)
+    assert offload.enabled
+    await offload.start()
+    assert "API workers did not start" in caplog.text
+    for _ in range(BREAKS_ALLOWED + 1):
+        assert await offload.answer(5_000, _count, "x") == b"x"
+    assert ledger.built == BREAKS_ALLOWED + 1
+    assert not offload.enabled and offload.replaced == BREAKS_ALLOWED
+    assert "from now on" in caplog.text
+    await offload.close()
+
+
+async def _count(ledger, text: str) -> bytes:
+    ledger.built += 1
+    return text.encode()
