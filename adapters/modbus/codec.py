@@ -171,8 +171,3 @@ def encode_value(
     data = struct.pack(">" + NUMBER_CODES[type_], value)
     words = list(struct.unpack(("<" if bytes_swapped else ">") + f"{n}H", data))
     return words[::-1] if words_reversed else words
-
-
-def decode_bits(bits: Sequence[bool], offset: int) -> bool:
-    """A coil or discrete input from a bit list."""
-    return bool(bits[offset])

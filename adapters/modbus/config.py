@@ -15,7 +15,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from collector.config import Duration, SourceConfig, TagConfig
 
-from .codec import BIT_KINDS, FLOAT_TYPES, TYPES, allowed_orders, register_count
+from .codec import BIT_KINDS, TYPES, allowed_orders, register_count
 
 MAX_REGISTERS = 125  # the protocol's limit for one read of holding/input registers
 MAX_BITS = 2000  # ... and of coils/discrete inputs
@@ -186,7 +186,3 @@ class ModbusSourceConfig(SourceConfig):
 
     def unit_of(self, tag: ModbusTagConfig) -> int:
         return self.unit if tag.unit_id is None else tag.unit_id
-
-
-def is_float(tag: ModbusTagConfig) -> bool:
-    return tag.value_type in FLOAT_TYPES

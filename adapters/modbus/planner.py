@@ -117,8 +117,3 @@ def split_block(block: Block[K], max_count: int) -> list[Block[K]] | None:
 def _block_of(items: list[Item[K]]) -> Block[K]:
     start = min(it.start for it in items)
     return Block(start, max(it.stop for it in items) - start, items)
-
-
-def minimum_requests(items: Sequence[Item[K]], max_count: int, max_gap: int) -> int:
-    """The least number of requests that can read `items` (what the planner achieves)."""
-    return len(plan_blocks(items, max_count, max_gap))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from asyncua import ua
 
-from collector.model import BAD, GOOD, UNCERTAIN, Quality, Value, us_from_datetime
+from collector.model import BAD, GOOD, UNCERTAIN, Quality, Value
 
 _PACK_F = struct.Struct("<f")
 _SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
@@ -45,14 +45,6 @@ def status_name(status: ua.StatusCode | None) -> str:
         return status.name
     except Exception:  # an unknown code from a vendor server
         return f"0x{status.value:08X}"
-
-
-def timestamp_of(dv: ua.DataValue, fallback_us: int) -> int:
-    """Source timestamp, else server timestamp, else the time we received it."""
-    ts = dv.SourceTimestamp or dv.ServerTimestamp
-    if ts is None:
-        return fallback_us
-    return us_from_datetime(ts)
 
 
 def shortest_float32(value: float) -> float:
