@@ -18,12 +18,12 @@ from asyncua import Client, ua
 from adapters.base import AdapterContext
 from collector.model import now_us
 
-from . import fastpath
+from . import publish_decoder
 from .config import OpcUaSourceConfig
 from .errors import ConnectionLost, describe
-from .fastpath import FastDataChange
 from .items import Item, ReadingMaker, build_items
 from .nodeid import format_node_id
+from .publish_decoder import ScalarDataChange
 from .security import ClientCertificate, configure_security, ensure_client_certificate
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,7 @@ class OpcUaAdapter:
             RequestedPublishingInterval=interval * 1000, RequestedLifetimeCount=keepalive * 6,
             RequestedMaxKeepAliveCount=keepalive, MaxNotificationsPerPublish=0,
             PublishingEnabled=True, Priority=0)
-        fastpath.install(session)
+        publish_decoder.install(session)
         result = await session.create_subscription(params, callback=self._on_publish)
         self._keepalive_s = max(result.RevisedPublishingInterval / 1000 * result.RevisedMaxKeepAliveCount, 1.0)
         self._last_publish = asyncio.get_running_loop().time()
@@ -333,8 +333,8 @@ class OpcUaAdapter:
         if not data:
             return
         for notif in data:
-            if type(notif) is FastDataChange:
-                readings = self.maker.make_fast(notif.items, now_us())
+            if type(notif) is ScalarDataChange:
+                readings = self.maker.make_scalars(notif.items, now_us())
                 if readings:
                     await self.ctx.sink.put(readings)
                     self.ctx.health.ok(len(readings))

@@ -130,8 +130,8 @@ class ReadingMaker:
                 append(Reading(machine, b.name, ts, value, quality))
         return out
 
-    def make_fast(self, changes: Iterable[tuple[int, object, int, int, int, int]], received_us: int) -> list[Reading]:
-        """Readings from the lean decoder's tuples (scalars only; see fastpath.py)."""
+    def make_scalars(self, changes: Iterable[tuple[int, object, int, int, int, int]], received_us: int) -> list[Reading]:
+        """Readings from the lean decoder's tuples (scalars only; see publish_decoder.py)."""
         out: list[Reading] = []
         append = out.append
         items = self.items

@@ -33,7 +33,7 @@ Change = tuple[int, Any, int, int, int, int]
 
 
 @dataclass(slots=True)
-class FastDataChange:
+class ScalarDataChange:
     """Stands in for ua.DataChangeNotification in NotificationData."""
 
     items: list[Change]
@@ -102,7 +102,7 @@ def _decode(buf: Buffer) -> ua.PublishResponse | None:
     return ua.PublishResponse(TypeId=type_id, ResponseHeader=header, Parameters=result)
 
 
-def _data_change(body: bytes) -> FastDataChange | None:
+def _data_change(body: bytes) -> ScalarDataChange | None:
     (count,) = _I32.unpack_from(body, 0)
     pos = 4
     items: list[Change] = []
@@ -148,4 +148,4 @@ def _data_change(body: bytes) -> FastDataChange | None:
     (diagnostics,) = _I32.unpack_from(body, pos)
     if diagnostics > 0:
         return None
-    return FastDataChange(items)
+    return ScalarDataChange(items)

@@ -9,8 +9,8 @@ from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
 from adapters.opcua.config import OpcUaSourceConfig
-from adapters.opcua.fastpath import FastDataChange, decode_publish_response
 from adapters.opcua.items import ReadingMaker, build_items
+from adapters.opcua.publish_decoder import ScalarDataChange, decode_publish_response
 
 T1 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 T2 = datetime(2026, 1, 2, 3, 4, 6, 1, tzinfo=UTC)
@@ -38,7 +38,7 @@ def maker(n: int) -> ReadingMaker:
     return ReadingMaker("m", build_items(source), lambda item, msg: None, {})
 
 
-def test_fast_and_asyncua_decoders_agree() -> None:
+def test_scalar_and_asyncua_decoders_agree() -> None:
     for status in (ua.StatusCode(0), ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),
                    ua.StatusCode(ua.StatusCodes.BadSensorFailure)):
         raw = response(VALUES, StatusCode=status)
@@ -48,10 +48,10 @@ def test_fast_and_asyncua_decoders_agree() -> None:
         assert fast.Parameters.SubscriptionId == 3 and fast.Parameters.AvailableSequenceNumbers == [6, 7]
         assert fast.Parameters.NotificationMessage.SequenceNumber == 7
         change = fast.Parameters.NotificationMessage.NotificationData[0]
-        assert isinstance(change, FastDataChange)
+        assert isinstance(change, ScalarDataChange)
         notif = slow.Parameters.NotificationMessage.NotificationData[0]
         expected = maker(len(VALUES)).make(((m.ClientHandle, m.Value) for m in notif.MonitoredItems), 123)
-        got = maker(len(VALUES)).make_fast(change.items, 123)
+        got = maker(len(VALUES)).make_scalars(change.items, 123)
         assert got == expected
         assert [type(r.value) for r in got] == [type(r.value) for r in expected]
 
