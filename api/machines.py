@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from api.deps import require_key, runtime
 from api.lookup import machine_series, unknown_machine
 from api.output import QUALITY, value_json
-from api.params import format_ts_fast
+from api.params import ts_text
 from api.schemas import ERRORS, LatestList, Machine, MachineList
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"],
@@ -84,7 +84,7 @@ async def latest(machine_id: str, rt: Any = Depends(runtime)) -> Response:
     rows = sorted(await rt.ledger.latest_rows(list(by_id)))
     # written as text directly: this is the endpoint dashboards poll most
     items = ",".join([
-        f'{_tag_json(by_id[sid].tag)}{format_ts_fast(ts)}",'
+        f'{_tag_json(by_id[sid].tag)}{ts_text(ts)}",'
         f'"value":{value_json(value, text, by_id[sid].kind)},"quality":"{QUALITY[quality]}",'
         f'"unit":{_unit_json(by_id[sid].unit)}}}'
         for sid, ts, value, text, quality in rows])

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from fastapi.responses import StreamingResponse
 
-from api.params import format_ts_fast
+from api.params import ts_text
 from collector.ledger.queries import PageColumns
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -42,7 +42,7 @@ class _MinuteText(dict[int, bytes]):
     """b"2026-11-21T10:15:" of each minute since the epoch, made when first asked for."""
 
     def __missing__(self, minute: int) -> bytes:
-        text = format_ts_fast(minute * 60_000_000)[:-7].encode()  # without "SS.mmmZ"
+        text = ts_text(minute * 60_000_000)[:-7].encode()  # without "SS.mmmZ"
         self[minute] = text
         return text
 
@@ -53,7 +53,7 @@ _SECOND_MS: list[bytes] = []  # b"SS.mmmZ" for each millisecond of a minute
 
 
 def ts_texts(tss: Sequence[int]) -> Iterable[bytes]:
-    """`format_ts_fast` of each timestamp (µs) as bytes, with no Python code run per row: the
+    """`ts_text` of each timestamp (µs) as bytes, with no Python code run per row: the
     minute's text from a cache, the rest from a table of the 60,000 milliseconds of a
     minute (~3 MB, made on first use). 10,000 timestamps in ~2 ms instead of ~4."""
     if not _SECOND_MS:

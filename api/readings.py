@@ -30,12 +30,12 @@ from api.params import (
     BadParameter,
     check_buckets,
     encode_cursor,
-    format_ts_fast,
     page_range,
     parse_bucket,
     parse_tags,
     parse_tz,
     resolve_range,
+    ts_text,
 )
 from api.schemas import ERRORS, AggregateList, ReadingPage
 
@@ -140,7 +140,7 @@ async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str]
             if last is None and n >= limit:
                 return
             n += 1
-            yield (machine, names[p.series_id], format_ts_fast(p.ts), p.value, p.quality.label)
+            yield (machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label)
 
     return csv_response(header, rows(), _file(machine, "readings"), headers)
 
@@ -155,7 +155,7 @@ async def csv_part(ledger: Any, machine: str, series: list[Any], names: dict[int
     async for p in ledger.stream_readings(series, s, end, n, after):
         if last is not None and (p.ts, p.series_id) > last:
             return csv_text(rows), key, len(rows), True
-        rows.append((machine, names[p.series_id], format_ts_fast(p.ts), p.value, p.quality.label))
+        rows.append((machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label))
         key = (p.ts, p.series_id)
     return csv_text(rows), key, len(rows), False
 
@@ -206,7 +206,7 @@ async def get_aggregate(
         async def rows() -> AsyncIterator[tuple[Any, ...]]:
             async for window in aggregate_windows(rt.ledger, series, s, e, bucket_us, zone):
                 for b in window:
-                    yield (machine, names[b.series_id], format_ts_fast(b.start), b.count,
+                    yield (machine, names[b.series_id], ts_text(b.start), b.count,
                            b.min, b.max, b.avg, b.last)
 
         return csv_response(header, rows(), _file(machine, "aggregate"))
@@ -227,7 +227,7 @@ async def aggregate_csv(ledger: Any, machine: str, series: list[Any], names: dic
     """The UTC buckets of [s, e) as CSV lines (in a worker process: `api.offload`)."""
     rows: list[tuple[Any, ...]] = []
     async for window in aggregate_windows(ledger, series, s, e, bucket_us, None):
-        rows += [(machine, names[b.series_id], format_ts_fast(b.start), b.count, b.min, b.max,
+        rows += [(machine, names[b.series_id], ts_text(b.start), b.count, b.min, b.max,
                   b.avg, b.last) for b in window]
     return csv_text(rows)
 

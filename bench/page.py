@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.output import QUALITY, reading_items  # noqa: E402
-from api.params import format_ts_fast  # noqa: E402
+from api.params import ts_text  # noqa: E402
 from collector.ledger import Ledger  # noqa: E402
 
 # bench/api.py (its ledger and helpers), under a name that does not hide the `api` package
@@ -45,7 +45,7 @@ S = 1_000_000
 def before(rows: list[tuple], head: str) -> bytes:
     """The route's formatting before columns: an f-string per row, values through repr(),
     then a look for None/inf/nan that repr() would have written."""
-    body = ",".join([f'{head}{format_ts_fast(ts)}","value":{value!r},'
+    body = ",".join([f'{head}{ts_text(ts)}","value":{value!r},'
                      f'"quality":"{QUALITY[quality]}"}}' for _sid, ts, value, _t, quality in rows])
     assert not any(bad in body for bad in (":None", ":inf", ":-inf", ":nan"))
     return ('{"items":[' + body + '],"next":null}').encode()

@@ -1,5 +1,5 @@
 """The fast text of large answers: each value, timestamp and page item as `value_json`,
-`format_ts_fast` and the pydantic models would show them, for any input."""
+`ts_text` and the pydantic models would show them, for any input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from api import output
 from api.output import bucket_items, reading_items, ts_texts, value_texts
-from api.params import format_ts_fast
+from api.params import ts_text
 from collector.ledger.direct import gc_paused
 from collector.ledger.queries import BucketStats, PageColumns, in_page_order
 
@@ -61,8 +61,8 @@ def test_floats_read_back_exactly(value: float) -> None:
 
 
 @given(st.lists(st.integers(min_value=FIRST_YEAR, max_value=LAST_YEAR), max_size=50))
-def test_timestamps_as_format_ts_fast(tss: list[int]) -> None:
-    assert [t.decode() for t in ts_texts(tss)] == [format_ts_fast(t) for t in tss]
+def test_timestamps_as_ts_text(tss: list[int]) -> None:
+    assert [t.decode() for t in ts_texts(tss)] == [ts_text(t) for t in tss]
 
 
 def test_minute_cache_is_bounded(monkeypatch) -> None:
@@ -70,13 +70,13 @@ def test_minute_cache_is_bounded(monkeypatch) -> None:
     minutes = [i * 60_000_000 for i in range(40)]
     for i in range(0, 40, 5):
         assert [t.decode() for t in ts_texts(minutes[i:i + 5])] == [
-            format_ts_fast(t) for t in minutes[i:i + 5]]
+            ts_text(t) for t in minutes[i:i + 5]]
     assert len(output._MINUTES) <= 15
 
 
 def expected_item(machine: str, tag: str, ts: int, value: object, quality: int,
                   is_bool: bool) -> dict[str, object]:
-    return {"machine": machine, "tag": tag, "ts": format_ts_fast(ts),
+    return {"machine": machine, "tag": tag, "ts": ts_text(ts),
             "value": shown(value, is_bool), "quality": ("good", "uncertain", "bad")[quality]}
 
 
@@ -151,7 +151,7 @@ def test_bucket_items_are_the_buckets(rows: list[tuple]) -> None:  # type: ignor
                for sid, start, n, lo, hi, avg, last in rows]
     text = b"[" + b"".join(bucket_items(buckets, heads)) + b"]"
     assert json.loads(text) == [
-        {"machine": "m", "tag": tags[sid], "start": format_ts_fast(start), "count": n,
+        {"machine": "m", "tag": tags[sid], "start": ts_text(start), "count": n,
          "min": shown(lo), "max": shown(hi), "avg": shown(avg), "last": shown(last)}
         for sid, start, n, lo, hi, avg, last in rows]
 
