@@ -56,7 +56,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo  # noqa: E402
-from collector.ledger.rollup import LATEST, RECOMPUTE, newest, pg  # noqa: E402
+from collector.ledger.rollup import LATEST, RECOMPUTE, for_asyncpg, newest  # noqa: E402
 from collector.model import Reading, now_us  # noqa: E402
 
 PG = os.environ.get("COLLECTOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -204,8 +204,8 @@ def build_postgresql(rebuild: bool) -> None:
                 await conn.execute(f"INSERT INTO {PG_SCHEMA}.readings SELECT * FROM load "
                                    "ON CONFLICT DO NOTHING")
                 await conn.execute(f"SET search_path TO {PG_SCHEMA}")
-                await conn.executemany(pg(LATEST), newest(chunk))
-                await conn.executemany(pg(RECOMPUTE), rollup_ranges(chunk))
+                await conn.executemany(for_asyncpg(LATEST), newest(chunk))
+                await conn.executemany(for_asyncpg(RECOMPUTE), rollup_ranges(chunk))
                 await conn.execute("RESET search_path")
             await conn.execute(f"VACUUM ANALYZE {PG_SCHEMA}.readings, {PG_SCHEMA}.readings_1m, "
                                f"{PG_SCHEMA}.latest_readings")

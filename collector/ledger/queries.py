@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger import direct
-from collector.ledger.rollup import MINUTE, RECOMPUTE, pg
+from collector.ledger.rollup import MINUTE, RECOMPUTE, for_asyncpg
 from collector.ledger.schema import machines, series
 from collector.model import Quality, Value
 
@@ -208,7 +208,7 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
             await conn.execute(_DELETE_ROLLUP, {"sid": sid, "upto": minute + MINUTE})
             if minute != cutoff:
                 await conn.exec_driver_sql(
-                    RECOMPUTE if engine.dialect.name == "sqlite" else pg(RECOMPUTE),
+                    RECOMPUTE if engine.dialect.name == "sqlite" else for_asyncpg(RECOMPUTE),
                     (sid, minute, minute + MINUTE))
     return deleted
 

@@ -132,7 +132,7 @@ def touched(rows: Iterable[tuple[Any, ...]]) -> list[tuple[int, int, int]]:
     return [(sid, m, m + MINUTE) for sid, m in keys]
 
 
-def pg(sql: str) -> str:
+def for_asyncpg(sql: str) -> str:
     """The same statement with asyncpg's numbered parameters."""
     parts = sql.split("?")
     return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))

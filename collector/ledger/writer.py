@@ -197,7 +197,7 @@ class LedgerWriter:
                                             records=rollup.deltas(rows))
             await raw.execute(rollup.ADD_PG)  # type: ignore[union-attr]
         else:
-            await raw.executemany(rollup.pg(rollup.RECOMPUTE),  # type: ignore[union-attr]
+            await raw.executemany(rollup.for_asyncpg(rollup.RECOMPUTE),  # type: ignore[union-attr]
                                   rollup.touched(rows))
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
