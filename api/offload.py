@@ -198,9 +198,9 @@ def _start_worker(url: str, schema: str | None) -> None:
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True,
                          name="collector-watch").start()
-    from collector.ledger import Ledger, direct
+    from collector.ledger import Ledger, small_reads
 
-    direct.CACHE_KIB = WORKER_CACHE_KIB
+    small_reads.CACHE_KIB = WORKER_CACHE_KIB
     _loop = asyncio.new_event_loop()
     asyncio.set_event_loop(_loop)
     _ledger = Ledger(url, schema=schema)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from api import output
 from api.output import bucket_items, reading_items, ts_texts, value_texts
 from api.params import ts_text
-from collector.ledger.direct import gc_paused
 from collector.ledger.queries import BucketStats, PageColumns, in_page_order
+from collector.ledger.small_reads import gc_paused
 
 FIRST_YEAR = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z in µs
 LAST_YEAR = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z

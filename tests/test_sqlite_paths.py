@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.ledger import Ledger, LedgerURLError, sqlite_batch
-from collector.ledger.direct import DirectReader
+from collector.ledger.small_reads import SmallReader
 from collector.ledger.sqlite_batch import chunks, many, values_sql
 from collector.model import Reading
 from collector.runtime import run_service
@@ -78,7 +78,7 @@ async def test_batches_commit_while_the_loop_is_busy(tmp_path: Path) -> None:
     await ledger.close()
 
 
-def test_direct_read_steps_aside_while_the_file_is_locked(tmp_path: Path) -> None:
+def test_small_read_steps_aside_while_the_file_is_locked(tmp_path: Path) -> None:
     """Another process holds the file exclusively (a backup tool, an admin's sqlite3 shell):
     the direct read gives up after a moment, leaving the query to the usual path, which
     waits; once the lock is gone the direct read answers again."""
@@ -87,7 +87,7 @@ def test_direct_read_steps_aside_while_the_file_is_locked(tmp_path: Path) -> Non
     setup.execute("CREATE TABLE t (a INTEGER PRIMARY KEY)")
     setup.execute("INSERT INTO t VALUES (1), (2)")
     setup.close()
-    reader = DirectReader(str(path))
+    reader = SmallReader(str(path))
     assert reader.fetch("SELECT a FROM t ORDER BY a", []) == [(1,), (2,)]
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from collector.ledger import direct, queries
+from collector.ledger import queries, small_reads
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
 from collector.ledger.queries import Bucket, BucketStats, Point, Series
 from collector.ledger.timescale import use_timescale
@@ -56,11 +56,11 @@ class Ledger:
             await upgrade(self.engine)
             self.timescale = await use_timescale(self.engine)
         if self.dialect == "sqlite":
-            direct.attach(self.engine, self.engine.url.database or "")
+            small_reads.attach(self.engine, self.engine.url.database or "")
         self.ready = True
 
     async def close(self) -> None:
-        direct.detach(self.engine)
+        small_reads.detach(self.engine)
         try:
             await self.writer.close()
         finally:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collector.ledger import direct
+from collector.ledger import small_reads
 from collector.ledger.rollup import MINUTE, RECOMPUTE, for_asyncpg
 from collector.ledger.schema import machines, series
 from collector.model import Quality, Value
@@ -74,9 +74,9 @@ async def list_machines(engine: AsyncEngine) -> list[dict[str, object]]:
 
 
 async def list_series(engine: AsyncEngine, machine: str | None = None) -> list[Series]:
-    if engine.dialect.name == "sqlite":  # one row per tag: read directly (see `direct`)
+    if engine.dialect.name == "sqlite":  # one row per tag: read directly (see `small_reads`)
         where = "" if machine is None else "WHERE machine_id = ? "
-        found = direct.fetch(engine, f"{_SERIES} {where}ORDER BY machine_id, id",
+        found = small_reads.fetch(engine, f"{_SERIES} {where}ORDER BY machine_id, id",
                              [] if machine is None else [machine], 0)
         if found is not None:
             return [Series(*r) for r in found]
@@ -307,8 +307,8 @@ async def aggregate_stats(
             if rolled and bucket == MINUTE:
                 # the rollup rows are the buckets: one index range, no grouping, no join, on
                 # the driver (SQLAlchemy's result rows cost more than the query itself)
-                read = _direct_fetch(engine, _MINUTES, ids, a, b,
-                                     most=len(ids) * ((b - a) // MINUTE))
+                read = _small_read(engine, _MINUTES, ids, a, b,
+                                   most=len(ids) * ((b - a) // MINUTE))
                 rows = read if read is not None else await _driver_fetch(conn, _MINUTES, ids, a, b)
                 if "bool" not in kinds.values():  # the driver's types are the API's already
                     found += [BucketStats(sid, k, n, nv, lo_v, hi_v, mean,
@@ -360,14 +360,14 @@ _MINUTES = (
 )
 
 
-def _direct_fetch(engine: AsyncEngine, sql: str, ids: Sequence[int], *bounds: int,
-                  most: int) -> list[tuple[Any, ...]] | None:
-    """`_driver_fetch` on SQLite's direct reader (see `direct`) when the result has at most
+def _small_read(engine: AsyncEngine, sql: str, ids: Sequence[int], *bounds: int,
+                most: int) -> list[tuple[Any, ...]] | None:
+    """`_driver_fetch` on SQLite's small reader (see `small_reads`) when the result has at most
     `most` rows; None when it cannot be read that way."""
     if engine.dialect.name != "sqlite":
         return None
     query = sql.format(ids=f"series_id IN ({','.join('?' * len(ids))})", start="?", end="?")
-    return direct.fetch(engine, query, [*ids, *bounds], most)
+    return small_reads.fetch(engine, query, [*ids, *bounds], most)
 
 
 async def _driver_fetch(conn: AsyncConnection, sql: str, ids: Sequence[int],
@@ -456,7 +456,7 @@ async def reading_rows(
     sql, args = _page_sql(pg, sorted(ids), start, end, limit, after,
                           "series_id, ts, value, text, quality")
     if not pg:
-        rows = direct.fetch(engine, sql, args, limit)
+        rows = small_reads.fetch(engine, sql, args, limit)
         if rows is not None:
             return rows
     async with engine.connect() as conn:
@@ -514,8 +514,8 @@ async def reading_columns(
     # text first, as `present` shows it; a number stays a number
     sql, args = _page_sql(False, ids, start, end, limit, after,
                           f"{sid_column}ts, coalesce(text, value), quality")
-    with direct.gc_paused():  # the row tuples are gone again before the collector looks
-        rows = direct.fetch(engine, sql, args, limit)
+    with small_reads.gc_paused():  # the row tuples are gone again before the collector looks
+        rows = small_reads.fetch(engine, sql, args, limit)
         if rows is not None:
             page = _sqlite_columns(single, rows)
             del rows  # freed here, not looked at by the collector once it runs again
@@ -576,7 +576,7 @@ async def latest_rows(
     if not ids:
         return []
     ids = sorted(ids)
-    rows = _direct_fetch(engine, _LATEST, ids, most=len(ids))
+    rows = _small_read(engine, _LATEST, ids, most=len(ids))
     if rows is not None:
         return rows
     async with engine.connect() as conn:

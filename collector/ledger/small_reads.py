@@ -53,7 +53,7 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-class DirectReader:
+class SmallReader:
     """A read-only connection to the ledger's SQLite file, used from one thread only."""
 
     def __init__(self, path: str):
@@ -87,12 +87,12 @@ class DirectReader:
             self._conn = None
 
 
-_readers: weakref.WeakKeyDictionary[Any, DirectReader] = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[Any, SmallReader] = weakref.WeakKeyDictionary()
 
 
 def attach(engine: Any, path: str) -> None:
     """Read `engine`'s small results directly from the SQLite file at `path`."""
-    _readers[engine] = DirectReader(path)
+    _readers[engine] = SmallReader(path)
 
 
 def detach(engine: Any) -> None:
