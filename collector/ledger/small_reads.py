@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import sqlite3
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -70,7 +70,7 @@ class SmallReader:
         self._conn = conn
         return conn
 
-    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]] | None:
+    def fetch(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]] | None:
         """The rows, or None when the database is busy (the caller reads it the usual way)."""
         conn = self._conn or self._open()
         try:
@@ -101,7 +101,7 @@ def detach(engine: Any) -> None:
         reader.close()
 
 
-def fetch(engine: Any, sql: str, params: Sequence[Any],
+def fetch(engine: Any, sql: str, params: Sequence[Any] | Mapping[str, Any],
           rows: int) -> list[tuple[Any, ...]] | None:
     """The rows read directly when `engine` has a reader and at most `rows` can come back;
     otherwise None."""
