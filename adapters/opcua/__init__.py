@@ -1,12 +1,17 @@
 """OPC UA adapter: subscriptions or polling of an OPC UA server's variables (asyncua)."""
 
+from typing import TYPE_CHECKING
+
 from adapters.base import AdapterContext, AdapterSpec, register
 
 from .browse import add_cli
 from .config import OpcUaSourceConfig, OpcUaTagConfig
 
+if TYPE_CHECKING:
+    from .adapter import OpcUaAdapter
 
-def _factory(ctx: AdapterContext) -> "OpcUaAdapter":  # noqa: F821 - imported lazily
+
+def _factory(ctx: AdapterContext) -> "OpcUaAdapter":
     from .adapter import OpcUaAdapter
 
     return OpcUaAdapter(ctx)

@@ -22,7 +22,7 @@ from . import publish_decoder
 from .config import OpcUaSourceConfig
 from .errors import ConnectionLost, describe
 from .items import Item, ReadingMaker, build_items
-from .nodeid import format_node_id
+from .nodeid import BrowsePath, format_node_id, node_id
 from .publish_decoder import ScalarDataChange
 from .security import ClientCertificate, configure_security, ensure_client_certificate
 
@@ -211,13 +211,15 @@ class OpcUaAdapter:
         if any(b.tag.node and b.tag.node.startswith("nsu=") for item in self.items for b in item.tags):
             namespaces = await client.get_namespace_array()
         active: list[tuple[int, Item]] = []
-        by_path: list[tuple[int, Item]] = []
+        by_path: list[tuple[int, Item, BrowsePath]] = []
         failed: list[Item] = []
         for handle, item in enumerate(self.items):
             tag = item.tags[0].tag
             ref = tag.node_ref()
             if ref is None:
-                by_path.append((handle, item))
+                path = tag.path()
+                assert path is not None  # the config gives every tag a node or a browse path
+                by_path.append((handle, item, path))
                 continue
             try:
                 item.node_id = ref.resolve(namespaces)
@@ -227,12 +229,12 @@ class OpcUaAdapter:
                 continue
             active.append((handle, item))
         size = self.source.batch_size
-        objects = ua.NodeId(ua.ObjectIds.ObjectsFolder)
+        objects = node_id(ua.ObjectIds.ObjectsFolder)
         for start in range(0, len(by_path), size):
             batch = by_path[start:start + size]
-            paths = [item.tags[0].tag.path().relative_path() for _, item in batch]
+            paths = [path.relative_path() for _, _, path in batch]
             results = await client.translate_browsepaths(objects, paths)
-            for (handle, item), result in zip(batch, results, strict=True):
+            for (handle, item, _), result in zip(batch, results, strict=True):
                 if result.StatusCode.is_good() and result.Targets:
                     target = result.Targets[0].TargetId
                     item.node_id = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
@@ -315,10 +317,11 @@ class OpcUaAdapter:
 
     async def _numeric_items(self, client: Client, active: list[tuple[int, Item]]) -> set[int]:
         """Handles of items with a deadband whose value is numeric (a deadband on text is refused)."""
-        wanted = [(h, item) for h, item in active if item.deadband is not None]
+        wanted = [(h, item.node_id) for h, item in active
+                  if item.deadband is not None and item.node_id is not None]
         if not wanted:
             return set()
-        values = await client.uaclient.read_attributes([item.node_id for _, item in wanted], ua.AttributeIds.Value)
+        values = await client.uaclient.read_attributes([node for _, node in wanted], ua.AttributeIds.Value)
         numeric = set()
         for (handle, _), dv in zip(wanted, values, strict=True):
             v = dv.Value.Value if dv.Value is not None else None

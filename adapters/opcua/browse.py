@@ -20,11 +20,11 @@ from pydantic import ValidationError
 
 from .config import OpcUaSourceConfig
 from .errors import describe
-from .nodeid import format_node_id, parse_node_id
+from .nodeid import format_node_id, node_id, parse_node_id
 from .security import configure_security, ensure_client_certificate
 from .values import ValueProblem, convert, status_name
 
-SERVER_OBJECT = ua.NodeId(ua.ObjectIds.Server)
+SERVER_OBJECT = node_id(ua.ObjectIds.Server)
 MAX_ELEMENTS = 16  # array elements offered as tag lines
 
 
@@ -42,7 +42,7 @@ class Entry:
     skipped: str = ""
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `opcua-browse` to the `collector` command line."""
     p = subparsers.add_parser("opcua-browse", help="browse an OPC UA server: node ids, types, values, YAML tag lines")
     p.add_argument("--endpoint", required=True, help="opc.tcp://host:port[/path]")
@@ -133,11 +133,13 @@ async def _browse(source: OpcUaSourceConfig, start_ref, depth: int) -> int:
 async def _walk(client: Client, start: ua.NodeId, depth: int) -> Entry | None:
     """Breadth first, one Browse and one Read request per level."""
     node = client.get_node(start)
-    attrs = await client.uaclient.read_attributes([start], ua.AttributeIds.BrowseName)
-    if not attrs[0].StatusCode.is_good():
+    (name,) = await client.uaclient.read_attributes([start], ua.AttributeIds.BrowseName)
+    if name.StatusCode is not None and not name.StatusCode.is_good() or name.Value is None:
         return None
-    cls = await client.uaclient.read_attributes([start], ua.AttributeIds.NodeClass)
-    root = Entry(start, attrs[0].Value.Value.Name, ua.NodeClass(cls[0].Value.Value), 0, [])
+    (cls,) = await client.uaclient.read_attributes([start], ua.AttributeIds.NodeClass)
+    if cls.Value is None:
+        return None
+    root = Entry(start, name.Value.Value.Name, ua.NodeClass(cls.Value.Value), 0, [])
     level = [root]
     await _describe_variables(client, level)
     while level:
@@ -184,8 +186,10 @@ async def _describe_variables(client: Client, entries: list[Entry]) -> None:
         for e, dv, dt in zip(batch, values, types, strict=True):
             type_id = dt.Value.Value if dt.Value is not None else None
             if isinstance(type_id, ua.NodeId):
-                e.data_type = (ua.ObjectIdNames.get(type_id.Identifier, format_node_id(type_id))
-                               if type_id.NamespaceIndex == 0 else format_node_id(type_id))
+                ident = type_id.Identifier
+                e.data_type = (ua.ObjectIdNames.get(ident, format_node_id(type_id))
+                               if type_id.NamespaceIndex == 0 and isinstance(ident, int)
+                               else format_node_id(type_id))
             e.value = _show_value(e, dv)
 
 
@@ -198,7 +202,9 @@ def _show_value(entry: Entry, dv: ua.DataValue) -> str:
 
 
 def _show_variant(entry: Entry, variant: ua.Variant | None) -> str:
-    if variant is not None and isinstance(variant.Value, list):
+    if variant is None:
+        return repr(None)
+    if isinstance(variant.Value, list):
         entry.array = len(variant.Value)
         shown = ", ".join(repr(v) for v in variant.Value[:8])
         return f"[{shown}{', ...' if entry.array > 8 else ''}] (array of {entry.array})"

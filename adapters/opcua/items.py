@@ -24,6 +24,7 @@ from collector.model import (
 )
 
 from .config import OpcUaSourceConfig, OpcUaTagConfig
+from .publish_decoder import Change
 from .values import ValueProblem, convert, quality_of, shortest_float32, status_name
 
 _SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
@@ -130,7 +131,7 @@ class ReadingMaker:
                 append(Reading(machine, b.name, ts, value, quality))
         return out
 
-    def make_scalars(self, changes: Iterable[tuple[int, object, int, int, int, int]], received_us: int) -> list[Reading]:
+    def make_scalars(self, changes: Iterable[Change], received_us: int) -> list[Reading]:
         """Readings from the lean decoder's tuples (scalars only; see publish_decoder.py)."""
         out: list[Reading] = []
         append = out.append
@@ -148,7 +149,7 @@ class ReadingMaker:
             if ts > item.last_ts:
                 item.last_ts = ts
             if quality is not GOOD or item.status is not None:
-                self._note_status(item, ua.StatusCode(status), quality)
+                self._note_status(item, ua.StatusCode(status), quality)  # type: ignore[arg-type]  # UInt32 is an int
             if vtype == _FLOAT and value is not None:
                 value = shortest_float32(value)
             for b in item.tags:
@@ -177,7 +178,7 @@ class ReadingMaker:
     def outage(self, items: Iterable[Item] | None = None) -> list[Reading]:
         """One BAD reading per tag, stamped after anything already handed over for it."""
         now = now_us()
-        out = []
+        out: list[Reading] = []
         for item in self.items if items is None else items:
             ts = max(now, item.last_ts + 1)
             item.last_ts = item.floor_ts = ts

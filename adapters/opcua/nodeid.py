@@ -42,7 +42,15 @@ class NodeRef:
             "g": ua.NodeIdType.Guid,
             "b": ua.NodeIdType.ByteString,
         }[self.kind]
-        return ua.NodeId(self.identifier, index, kind)
+        return node_id(self.identifier, index, kind)
+
+
+def node_id(identifier: int | str | uuid.UUID | bytes, namespace: int = 0,
+            kind: ua.NodeIdType | None = None) -> ua.NodeId:
+    """An asyncua NodeId of plain values; without `kind`, asyncua picks it from the identifier."""
+    # asyncua annotates the fields with its wire types (Int32, Int16, ...) but takes plain
+    # values, as its own ObjectIds constants are
+    return ua.NodeId(identifier, namespace, kind)  # type: ignore[arg-type]
 
 
 def parse_node_id(text: str) -> NodeRef:
@@ -96,12 +104,13 @@ def format_node_id(node_id: ua.NodeId) -> str:
     ident = node_id.Identifier
     t = node_id.NodeIdType
     if t in (ua.NodeIdType.TwoByte, ua.NodeIdType.FourByte, ua.NodeIdType.Numeric):
-        return f"{ns}i={ident}"
+        return f"{ns}i={ident!s}"
     if t == ua.NodeIdType.String:
-        return f"{ns}s={ident}"
+        return f"{ns}s={ident!s}"
     if t == ua.NodeIdType.Guid:
-        return f"{ns}g={ident}"
-    return f"{ns}b={base64.b64encode(ident).decode('ascii')}"
+        return f"{ns}g={ident!s}"
+    raw = ident if isinstance(ident, bytes) else str(ident).encode()  # asyncua allows a str too
+    return f"{ns}b={base64.b64encode(raw).decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -114,9 +123,10 @@ class BrowsePath:
         path = ua.RelativePath()
         for ns, name in self.elements:
             element = ua.RelativePathElement()
-            element.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-            element.IsInverse = False
-            element.IncludeSubtypes = True
+            element.ReferenceTypeId = node_id(ua.ObjectIds.HierarchicalReferences)
+            # asyncua annotates these with its Boolean marker class; they hold a plain bool
+            element.IsInverse = False  # type: ignore[assignment]
+            element.IncludeSubtypes = True  # type: ignore[assignment]
             element.TargetName = ua.QualifiedName(name, ns)
             path.Elements.append(element)
         return path

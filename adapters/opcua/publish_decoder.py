@@ -17,6 +17,8 @@ from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import extensionobject_from_binary, nodeid_from_binary, struct_from_binary
 
+from .nodeid import node_id
+
 _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -26,7 +28,7 @@ _SCALARS = {1: struct.Struct("<?"), 2: struct.Struct("<b"), 3: struct.Struct("<B
             9: struct.Struct("<Q"), 10: struct.Struct("<f"), 11: struct.Struct("<d")}
 _STRING = 12
 _EPOCH_TICKS = 116_444_736_000_000_000  # 1601-01-01 -> 1970-01-01 in 100 ns ticks
-_DATA_CHANGE = ua.NodeId(ua.ObjectIds.DataChangeNotification_Encoding_DefaultBinary)
+_DATA_CHANGE = node_id(ua.ObjectIds.DataChangeNotification_Encoding_DefaultBinary)
 
 # (client handle, value, variant type id, status code, source µs or 0, server µs or 0)
 Change = tuple[int, Any, int, int, int, int]
@@ -93,7 +95,8 @@ def _decode(buf: Buffer) -> ua.PublishResponse | None:
             buf.rewind(start)
             buf._size = size  # rewind() assumes the buffer runs to the end of its bytes
             data.append(extensionobject_from_binary(buf))
-    results = [ua.StatusCode(_u32(buf)) for _ in range(max(_i32(buf), 0))]
+    # asyncua annotates StatusCode.value as its UInt32 wire type; its own codes are plain ints
+    results = [ua.StatusCode(_u32(buf)) for _ in range(max(_i32(buf), 0))]  # type: ignore[arg-type]
     if _i32(buf) > 0:  # diagnostic infos: leave them to asyncua
         return None
     message = ua.NotificationMessage(SequenceNumber=sequence, PublishTime=publish_time, NotificationData=data)

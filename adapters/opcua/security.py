@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from .config import OpcUaSourceConfig
+
 log = logging.getLogger(__name__)
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
@@ -96,22 +98,20 @@ def ensure_client_certificate(cert_path: str, key_path: str, application_uri: st
         cert = load_certificate_file(cert_file)
     except (OSError, ValueError) as exc:
         raise SecuritySetupError(f"cannot read client certificate {cert_file}: {exc}") from None
-    uri = application_uri_of(cert)
-    if uri is None:
+    cert_uri = application_uri_of(cert)
+    if cert_uri is None:
         raise SecuritySetupError(f"client certificate {cert_file} has no application URI in its subject "
                                  "alternative names; servers reject it. Delete it (and its key) to generate one")
-    return ClientCertificate(cert_file, key_file, uri, thumbprint(cert), generated)
+    return ClientCertificate(cert_file, key_file, cert_uri, thumbprint(cert), generated)
 
 
-async def configure_security(client: Client, source: object, cert: ClientCertificate | None) -> None:
+async def configure_security(client: Client, source: OpcUaSourceConfig, cert: ClientCertificate | None) -> None:
     """Apply security policy, mode, certificates, pinned server certificate and credentials."""
-    username = getattr(source, "username", None)
-    password = getattr(source, "password", None)
-    if username:
-        client.set_user(username)
-        if password is not None:
-            client.set_password(password)
-    policy_name = getattr(source, "security_policy", "None")
+    if source.username:
+        client.set_user(source.username)
+        if source.password is not None:
+            client.set_password(source.password)
+    policy_name = source.security_policy
     if policy_name == "None" or cert is None:
         return
     client.application_uri = cert.application_uri
@@ -124,9 +124,8 @@ async def configure_security(client: Client, source: object, cert: ClientCertifi
         raise SecuritySetupError(f"the server offers no endpoint with security_policy {policy_name} and "
                                  f"security_mode {mode.name}; it offers {', '.join(offered)}")
     server_der = _first_certificate(endpoint.ServerCertificate)
-    pinned = getattr(source, "server_certificate", None)
-    if pinned:
-        server_der = _check_pinned(Path(pinned), server_der)
+    if source.server_certificate:
+        server_der = _check_pinned(Path(source.server_certificate), server_der)
     key_format = "pem" if cert.key_path.read_bytes().lstrip().startswith(b"-----BEGIN") else "der"
     await client.set_security(
         policy,
