@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,11 @@ from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+from asyncua.server.user_managers import UserManager
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from adapters.opcua.nodeid import node_id
 from collector.model import Reading
 from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
 
@@ -57,7 +59,7 @@ SCALARS: dict[str, tuple[ua.VariantType, Any]] = {
 
 
 
-class UserPasswordManager:
+class UserPasswordManager(UserManager):
     def __init__(self, users: dict[str, str]):
         self.users = users
 
@@ -97,10 +99,10 @@ class OpcTestServer:
         self.idx = 2
         self.nodes: dict[str, Any] = {}
 
-    def run(self, fn: Callable[[], Awaitable[Any]], timeout: float = 30) -> Any:
+    def run(self, fn: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(fn(), self.loop).result(timeout)
 
-    async def call(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def call(self, fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         """From a test's own loop: run `fn()` in the server's loop and wait for it."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(), self.loop))
 
@@ -139,33 +141,35 @@ class OpcTestServer:
                 CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store))
         idx = await server.register_namespace(NS_URI)
         self.idx = idx
-        press = await server.nodes.objects.add_object(ua.NodeId("Press07", idx), ua.QualifiedName("Press07", idx))
+        press = await server.nodes.objects.add_object(node_id("Press07", idx), ua.QualifiedName("Press07", idx))
         for name, (vtype, value) in SCALARS.items():
             self.nodes[name] = await press.add_variable(
-                ua.NodeId(f"Press07.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(value, vtype))
+                node_id(f"Press07.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(value, vtype))
         n = self.nodes
-        n["Temperature"] = await press.add_variable(ua.NodeId(42, idx), ua.QualifiedName("Temperature", idx),
+        n["Temperature"] = await press.add_variable(node_id(42, idx), ua.QualifiedName("Temperature", idx),
                                                     ua.Variant(20.5, ua.VariantType.Double))
-        n["ByGuid"] = await press.add_variable(ua.NodeId(GUID, idx, ua.NodeIdType.Guid),
+        n["ByGuid"] = await press.add_variable(node_id(GUID, idx, ua.NodeIdType.Guid),
                                                ua.QualifiedName("ByGuid", idx), ua.Variant(7, ua.VariantType.Int32))
-        n["Opaque"] = await press.add_variable(ua.NodeId(OPAQUE, idx, ua.NodeIdType.ByteString),
+        n["Opaque"] = await press.add_variable(node_id(OPAQUE, idx, ua.NodeIdType.ByteString),
                                                ua.QualifiedName("Opaque", idx), ua.Variant(8, ua.VariantType.Int32))
-        n["Array"] = await press.add_variable(ua.NodeId("Press07.Array", idx), ua.QualifiedName("Array", idx),
+        n["Array"] = await press.add_variable(node_id("Press07.Array", idx), ua.QualifiedName("Array", idx),
                                               ua.Variant([10, 20, 30], ua.VariantType.Int32))
-        n["Broken"] = await press.add_variable(ua.NodeId("Press07.Broken", idx), ua.QualifiedName("Broken", idx),
+        n["Broken"] = await press.add_variable(node_id("Press07.Broken", idx), ua.QualifiedName("Broken", idx),
                                                ua.Variant(1.0, ua.VariantType.Double))
-        n["Doubtful"] = await press.add_variable(ua.NodeId("Press07.Doubtful", idx),
+        n["Doubtful"] = await press.add_variable(node_id("Press07.Doubtful", idx),
                                                  ua.QualifiedName("Doubtful", idx), ua.Variant(3.25, ua.VariantType.Double))
-        n["Counter"] = await press.add_variable(ua.NodeId("Press07.Counter", idx), ua.QualifiedName("Counter", idx),
+        n["Counter"] = await press.add_variable(node_id("Press07.Counter", idx), ua.QualifiedName("Counter", idx),
                                                 ua.Variant(0, ua.VariantType.Int32))
         for i in range(self.extra):
-            n[f"X{i}"] = await press.add_variable(ua.NodeId(f"X{i}", idx), ua.QualifiedName(f"X{i}", idx),
+            n[f"X{i}"] = await press.add_variable(node_id(f"X{i}", idx), ua.QualifiedName(f"X{i}", idx),
                                                   ua.Variant(0.0, ua.VariantType.Double))
+        # asyncua annotates these fields with its wire types (UInt32, DateTime) but takes an int
+        # and a datetime, as its own StatusCodes are
         await server.write_attribute_value(n["Broken"].nodeid, ua.DataValue(
-            StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure)))
+            StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure)))  # type: ignore[arg-type]
         await server.write_attribute_value(n["Doubtful"].nodeid, ua.DataValue(
-            Value=ua.Variant(3.25, ua.VariantType.Double), SourceTimestamp=STAMP,
-            StatusCode=ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)))
+            Value=ua.Variant(3.25, ua.VariantType.Double), SourceTimestamp=STAMP,  # type: ignore[arg-type]
+            StatusCode=ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)))  # type: ignore[arg-type]
         await server.start()
         self.server = server
 
@@ -191,9 +195,11 @@ class ListSink:
     def of(self, tag: str) -> list[Reading]:
         return [r for r in self.readings if r.tag == tag]
 
-    def last(self, tag: str) -> Reading | None:
+    def last(self, tag: str) -> Reading:
+        """The newest reading of `tag`; wait for one with `until(lambda: sink.of(tag))`."""
         rs = self.of(tag)
-        return rs[-1] if rs else None
+        assert rs, f"no reading of {tag!r} yet"
+        return rs[-1]
 
 
 async def until(cond: Callable[[], Any], limit: float = 15.0, what: str = "condition") -> Any:
@@ -243,6 +249,19 @@ class Running:
         self.ctx = AdapterContext(MachineConfig(id=machine), source, self.sink, self.health)
         self.adapter = OpcUaAdapter(self.ctx)
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def last_error(self) -> str:
+        """The source's last error (fails the test when there is none)."""
+        error = self.health.last_error
+        assert error is not None, "no error reported"
+        return error
+
+    def per_tag(self, detail: str) -> dict[str, str]:
+        """A per-tag detail of the source's health: `tag_status` or `tag_errors`."""
+        found = self.health.extra.get(detail, {})
+        assert isinstance(found, dict), found
+        return found
 
     async def __aenter__(self) -> Running:
         self.task = asyncio.create_task(self.adapter.run())

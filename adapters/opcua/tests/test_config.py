@@ -7,18 +7,19 @@ import uuid
 import pytest
 from asyncua import ua
 
-from adapters.opcua.nodeid import format_node_id, parse_browse_path, parse_node_id
+from adapters.opcua.config import OpcUaSourceConfig
+from adapters.opcua.nodeid import format_node_id, node_id, parse_browse_path, parse_node_id
 from collector.config import ConfigError, parse_config
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("ns=2;i=42", ua.NodeId(42, 2)),
-    ("i=2258", ua.NodeId(2258, 0)),
-    ("ns=1;s=Press07.Temperature", ua.NodeId("Press07.Temperature", 1)),
-    ("ns=1;s=a;b=c", ua.NodeId("a;b=c", 1)),  # a string id may contain ';' and '='
+    ("ns=2;i=42", node_id(42, 2)),
+    ("i=2258", node_id(2258, 0)),
+    ("ns=1;s=Press07.Temperature", node_id("Press07.Temperature", 1)),
+    ("ns=1;s=a;b=c", node_id("a;b=c", 1)),  # a string id may contain ';' and '='
     ("ns=3;g=09087e75-8e5e-499b-954f-f2a9603db28a",
-     ua.NodeId(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 3, ua.NodeIdType.Guid)),
-    ("ns=2;b=AQJwcmVzcw==", ua.NodeId(b"\x01\x02press", 2, ua.NodeIdType.ByteString)),
+     node_id(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 3, ua.NodeIdType.Guid)),
+    ("ns=2;b=AQJwcmVzcw==", node_id(b"\x01\x02press", 2, ua.NodeIdType.ByteString)),
 ])
 def test_node_id_forms(text: str, expected: ua.NodeId) -> None:
     node = parse_node_id(text).resolve()
@@ -28,7 +29,7 @@ def test_node_id_forms(text: str, expected: ua.NodeId) -> None:
 
 def test_namespace_uri_is_resolved_against_the_server() -> None:
     ref = parse_node_id("nsu=urn:vendor:plc;s=Line2.Speed")
-    assert ref.resolve(["http://opcfoundation.org/UA/", "urn:x", "urn:vendor:plc"]) == ua.NodeId("Line2.Speed", 2)
+    assert ref.resolve(["http://opcfoundation.org/UA/", "urn:x", "urn:vendor:plc"]) == node_id("Line2.Speed", 2)
     with pytest.raises(LookupError, match="no namespace 'urn:vendor:plc'"):
         ref.resolve(["http://opcfoundation.org/UA/"])
 
@@ -119,6 +120,7 @@ def test_example_configs_validate(monkeypatch) -> None:
     monkeypatch.setenv("IMM03_OPCUA_PASSWORD", "x")
     config = load_config(root / "config" / "opcua-machine.yaml")
     source = config.machines[0].sources[0]
+    assert isinstance(source, OpcUaSourceConfig)
     assert (source.protocol, source.security_policy, len(source.tags)) == ("opcua", "Basic256Sha256", 9)
     assert source.password == "x"
     assert load_config(root / "adapters" / "opcua" / "sample.yaml").counts() == (1, 1, 6)

@@ -22,8 +22,11 @@ VALUES = [(ua.VariantType.Boolean, True), (ua.VariantType.SByte, -5), (ua.Varian
 
 
 def response(values, **dv) -> bytes:
+    # asyncua annotates the timestamps and status codes with its wire types (DateTime, UInt32)
+    # but takes a datetime and an int, as its own StatusCodes are
     items = [ua.MonitoredItemNotification(ClientHandle=i, Value=ua.DataValue(
-        Value=ua.Variant(v, t), SourceTimestamp=T1 if i % 2 else None, ServerTimestamp=T2, **dv))
+        Value=ua.Variant(v, t), SourceTimestamp=T1 if i % 2 else None, ServerTimestamp=T2,  # type: ignore[arg-type]
+        **dv))
         for i, (t, v) in enumerate(values)]
     message = ua.NotificationMessage(SequenceNumber=7, PublishTime=T2,
                                      NotificationData=[ua.DataChangeNotification(MonitoredItems=items)])
@@ -39,8 +42,8 @@ def maker(n: int) -> ReadingMaker:
 
 
 def test_scalar_and_asyncua_decoders_agree() -> None:
-    for status in (ua.StatusCode(0), ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),
-                   ua.StatusCode(ua.StatusCodes.BadSensorFailure)):
+    for status in (ua.StatusCode(0), ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),  # type: ignore[arg-type]
+                   ua.StatusCode(ua.StatusCodes.BadSensorFailure)):  # type: ignore[arg-type]
         raw = response(VALUES, StatusCode=status)
         fast = decode_publish_response(Buffer(raw))
         slow = struct_from_binary(ua.PublishResponse, Buffer(raw))

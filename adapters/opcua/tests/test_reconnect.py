@@ -25,14 +25,14 @@ async def test_server_restart_leaves_a_gap_and_recovers(mode: str, outage: float
         async with Running(source) as run:
             sink = run.sink
             await srv.write("Counter", 1, ua.VariantType.Int32)
-            await until(lambda: sink.last("counter") and sink.last("counter").value == 1, what="counter 1")
-            await until(lambda: sink.last("temperature"), what="temperature")
+            await until(lambda: sink.of("counter") and sink.last("counter").value == 1, what="counter 1")
+            await until(lambda: sink.of("temperature"), what="temperature")
 
             stopped_at = now_us()
             await asyncio.to_thread(srv.stop)
             await until(lambda: sink.last("counter").quality is BAD, what="a BAD reading after the stop")
             await until(lambda: not run.health.connected, what="health says disconnected")
-            assert "machine press07, source hmi" in run.health.last_error
+            assert "machine press07, source hmi" in run.last_error
             bad_count = len(sink.readings)
             await asyncio.sleep(outage - (now_us() - stopped_at) / 1e6)
             assert len(sink.readings) == bad_count  # nothing during the outage: no stale good values
@@ -82,7 +82,7 @@ async def test_server_ending_the_subscription_triggers_resubscribe(opc_server) -
     source = source_config(opc_server.url, TAGS[:1], timeout="2s")
     async with Running(source) as run:
         await opc_server.write("Counter", 5, ua.VariantType.Int32)
-        await until(lambda: run.sink.last("counter") and run.sink.last("counter").value == 5, what="5")
+        await until(lambda: run.sink.of("counter") and run.sink.last("counter").value == 5, what="5")
 
         async def drop_subscriptions() -> None:
             service = opc_server.server.iserver.subscription_service

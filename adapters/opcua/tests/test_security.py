@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from adapters.opcua.security import (
+    ClientCertificate,
     application_uri_of,
     ensure_client_certificate,
     load_certificate_file,
@@ -18,8 +21,14 @@ from .conftest import SERVER_URI, OpcTestServer, Running, make_certificate, sour
 USERS = {"operator": "s3cret"}
 
 
+@dataclass
+class SecureServer:
+    url: str
+    client: ClientCertificate  # trusted by the server
+
+
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory: pytest.TempPathFactory):
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
     base = tmp_path_factory.mktemp("pki")
     trusted = base / "trusted"
     trusted.mkdir()
@@ -29,8 +38,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(client.cert_path, trusted / "client.der")
     srv = OpcTestServer(security={"cert": server_cert, "key": server_key, "trusted": trusted, "users": USERS})
     srv.start()
-    srv.base, srv.client = base, client
-    yield srv
+    yield SecureServer(srv.url, client)
     srv.close()
 
 
@@ -49,7 +57,7 @@ def secure_source(srv, tmp: Path, **options):
 @pytest.mark.parametrize("mode", ["SignAndEncrypt", "Sign"])
 async def test_secure_session_with_certificate_and_username(secure, tmp_path: Path, mode: str) -> None:
     async with Running(secure_source(secure, tmp_path, security_mode=mode)) as run:
-        await until(lambda: run.sink.last("temperature"), what="a value over the secure channel")
+        await until(lambda: run.sink.of("temperature"), what="a value over the secure channel")
         assert run.sink.last("temperature").value == 20.5
         assert run.health.connected and run.health.last_error is None
     pinned = load_certificate_file(tmp_path / "pinned-server.der")
@@ -72,6 +80,7 @@ async def test_untrusted_certificate_is_named_with_its_thumbprint(secure, tmp_pa
     source = secure_source(secure, tmp_path, certificate=str(cert), private_key=str(key))
     async with Running(source) as run:
         await until(lambda: run.health.last_error, what="an error")
+        assert run.adapter.cert is not None
         thumb = run.adapter.cert.thumbprint
         assert run.health.last_error == (
             f"machine press07, source hmi: the server does not trust our client certificate {cert} "
@@ -80,7 +89,7 @@ async def test_untrusted_certificate_is_named_with_its_thumbprint(secure, tmp_pa
     assert cert.exists() and key.exists()  # generated once, kept
     printed = capsys.readouterr().out
     assert f"generated client certificate {cert} (thumbprint {thumb}" in printed
-    assert application_uri_of(load_certificate_file(cert)).endswith(":retrofit-collector")
+    assert (application_uri_of(load_certificate_file(cert)) or "").endswith(":retrofit-collector")
 
 
 async def test_pinned_server_certificate_mismatch_is_refused(secure, tmp_path: Path) -> None:
@@ -88,16 +97,16 @@ async def test_pinned_server_certificate_mismatch_is_refused(secure, tmp_path: P
     source = secure_source(secure, tmp_path, server_certificate=str(other))
     async with Running(source) as run:
         await until(lambda: run.health.last_error, what="an error")
-        assert "the server presents certificate" in run.health.last_error
-        assert f"delete {other} to trust the new one" in run.health.last_error
+        assert "the server presents certificate" in run.last_error
+        assert f"delete {other} to trust the new one" in run.last_error
 
 
 async def test_missing_endpoint_lists_what_the_server_offers(secure, tmp_path: Path) -> None:
     source = secure_source(secure, tmp_path, security_policy="Aes256_Sha256_RsaPss")
     async with Running(source) as run:
         await until(lambda: run.health.last_error, what="an error")
-        assert "no endpoint with security_policy Aes256_Sha256_RsaPss" in run.health.last_error
-        assert "Basic256Sha256/SignAndEncrypt" in run.health.last_error
+        assert "no endpoint with security_policy Aes256_Sha256_RsaPss" in run.last_error
+        assert "Basic256Sha256/SignAndEncrypt" in run.last_error
 
 
 def test_certificate_is_generated_once(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from asyncua import ua
 
@@ -29,7 +31,7 @@ EXPECTED = {
 }
 
 
-def scalar_tags() -> list[dict]:
+def scalar_tags() -> list[dict[str, Any]]:
     names = {"bool": "Bool", "sbyte": "SByte", "byte": "Byte", "int16": "Int16", "uint16": "UInt16",
              "int32": "Int32", "uint32": "UInt32", "int64": "Int64", "uint64": "UInt64", "float": "Float",
              "double": "Double", "string": "String", "datetime": "DateTime", "text": "Text",
@@ -37,7 +39,7 @@ def scalar_tags() -> list[dict]:
     return [{"name": tag, "node": f"ns=2;s=Press07.{node}"} for tag, node in names.items()]
 
 
-SPECIAL_TAGS = [
+SPECIAL_TAGS: list[dict[str, Any]] = [
     {"name": "temperature", "node": "ns=2;i=42", "unit": "degC"},
     {"name": "by_guid", "node": f"ns=2;g={GUID}"},
     {"name": "opaque", "node": "ns=2;b=AQJwcmVzcw=="},
@@ -56,7 +58,7 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
     tags = scalar_tags() + SPECIAL_TAGS
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
         sink = run.sink
-        await until(lambda: all(sink.last(t["name"]) for t in tags), what="a reading of every tag")
+        await until(lambda: all(sink.of(t["name"]) for t in tags), what="a reading of every tag")
         for tag, value in EXPECTED.items():
             reading = sink.last(tag)
             assert reading.quality is GOOD, tag
@@ -74,7 +76,7 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
         doubtful = sink.last("doubtful")
         assert doubtful.quality is UNCERTAIN and doubtful.value == 3.25
         assert doubtful.ts == us_from_datetime(STAMP)  # the source timestamp is kept
-        assert run.health.extra["tag_status"]["broken"] == "BadSensorFailure"
+        assert run.per_tag("tag_status")["broken"] == "BadSensorFailure"
         assert run.health.connected
 
 
@@ -82,10 +84,14 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
 async def test_changes_arrive_with_source_timestamps(opc_server, mode: str) -> None:
     tags = [{"name": "counter", "node": "ns=2;s=Press07.Counter"}]
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
-        await until(lambda: run.sink.last("counter"), what="the first value")
+        await until(lambda: run.sink.of("counter"), what="the first value")
         for value in (101, 102, 103):
             await opc_server.write("Counter", value, ua.VariantType.Int32)
-            await until(lambda v=value: run.sink.last("counter").value == v, what=f"counter == {value}")
+
+            def arrived(v: int = value) -> bool:
+                return run.sink.last("counter").value == v
+
+            await until(arrived, what=f"counter == {value}")
         seen = [r.value for r in run.sink.of("counter")]
         if mode == "subscribe":  # every change is notified once, in order
             assert seen[-3:] == [101, 102, 103]
@@ -96,12 +102,12 @@ async def test_changes_arrive_with_source_timestamps(opc_server, mode: str) -> N
 async def test_array_without_index_is_rejected_with_a_clear_message(opc_server) -> None:
     tags = [{"name": "levels", "node": "ns=2;s=Press07.Array"}, {"name": "ok", "node": "ns=2;i=42"}]
     async with Running(source_config(opc_server.url, tags)) as run:
-        await until(lambda: run.sink.last("levels") and run.sink.last("ok"), what="readings")
+        await until(lambda: run.sink.of("levels") and run.sink.of("ok"), what="readings")
         assert run.sink.last("levels").quality is BAD
         assert run.sink.last("ok").value == 20.5
-        message = run.health.extra["tag_errors"]["levels"]
+        message = run.per_tag("tag_errors")["levels"]
         assert "array of 3 values" in message and "index" in message
-        assert "press07" in run.health.last_error and "'levels'" in run.health.last_error
+        assert "press07" in run.last_error and "'levels'" in run.last_error
 
 
 @pytest.mark.parametrize("mode", ["subscribe", "poll"])
@@ -110,8 +116,8 @@ async def test_unknown_node_and_browse_path_are_named(opc_server, mode: str) -> 
             {"name": "lost", "browse_path": "2:Press07/2:Missing"},
             {"name": "ok", "node": "ns=2;i=42"}]
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
-        await until(lambda: run.sink.last("ok") and len(run.health.extra["tag_errors"]) == 2, what="errors")
-        errors = run.health.extra["tag_errors"]
+        await until(lambda: run.sink.of("ok") and len(run.per_tag("tag_errors")) == 2, what="errors")
+        errors = run.per_tag("tag_errors")
         assert "ns=2;s=Press07.Nope does not exist on the server (BadNodeIdUnknown)" in errors["ghost"]
         assert "2:Press07/2:Missing was not found" in errors["lost"]
         assert run.sink.last("ghost").quality is BAD and run.sink.last("lost").quality is BAD
