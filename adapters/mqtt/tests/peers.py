@@ -101,7 +101,7 @@ def make_certs(folder: Path, host: str = "127.0.0.1") -> dict[str, Path]:
 class Publisher:
     """A blocking paho publisher (a different client than the one under test)."""
 
-    def __init__(self, port: int = SHARED_PORT, version: int = paho.MQTTv311):
+    def __init__(self, port: int = SHARED_PORT, version: paho.MQTTProtocolVersion = paho.MQTTv311):
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=version)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
