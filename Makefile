@@ -17,8 +17,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/collector demo
 
-test: $(STAMP)
-	$(BIN)/ruff check collector adapters api tests bench
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
