@@ -27,6 +27,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def need_program(name: str, package: str) -> str:
+    """The path of the program `name`; without it the test fails, naming the Debian package to
+    install (README.md lists them under "Tests"; `.ci/run` installs them)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install {package}", pytrace=False)
+    return path
+
+
 async def wait_for(condition: Callable[[], Any], within: float = 15.0, step: float = 0.02) -> None:
     """Poll until `condition()` is true; fail after `within` seconds."""
     loop = asyncio.get_running_loop()
@@ -38,8 +47,8 @@ async def wait_for(condition: Callable[[], Any], within: float = 15.0, step: flo
 
 
 def _psql(sql: str, url: str = PG_URL) -> None:
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                   capture_output=True)
+    subprocess.run([need_program("psql", "postgresql"), url, "-q", "-v", "ON_ERROR_STOP=1",
+                    "-c", sql], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -93,8 +102,8 @@ class ThrowawayPostgres:
         self.sock.mkdir(parents=True)
         shutil.chown(self.root, "postgres")
         shutil.chown(self.sock, "postgres")
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                  "--auth=trust", "-E", "UTF8")
+        self._run(need_program(str(PG_BIN / "initdb"), "postgresql"), "-D", str(self.data),
+                  "-U", "postgres", "--auth=trust", "-E", "UTF8")
 
     def start(self) -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),

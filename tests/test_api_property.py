@@ -17,9 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from api.app import create_app
 from api.schemas import AggregateList, Error, ReadingPage
@@ -27,15 +35,6 @@ from collector.ledger import Ledger
 from collector.model import BAD, Reading
 from tests.conftest import free_port
 from tests.test_api_fixtures import T0, S, make_env
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]

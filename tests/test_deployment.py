@@ -12,17 +12,15 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import free_port, need_program
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -343,6 +341,14 @@ def test_deploy_readme_names_only_files_that_exist() -> None:
         assert (REPO / path).exists(), f"deploy/README.md names {path}, which does not exist"
 
 
+def test_readme_lists_the_packages_ci_installs() -> None:
+    """README.md's "Tests" names exactly the Debian packages `.ci/run` installs."""
+    packages = re.search(r"^PACKAGES=\((.*)\)$", (REPO / ".ci/run").read_text(), re.MULTILINE)
+    assert packages
+    section = (REPO / "README.md").read_text().split("\n### Tests\n", 1)[1].split("\n#", 1)[0]
+    assert re.findall(r"^- `([\w.+-]+)`: ", section, re.MULTILINE) == packages.group(1).split()
+
+
 # -- systemd -----------------------------------------------------------------------------------
 
 UNIT = DEPLOY / "systemd/collector.service"
@@ -372,18 +378,18 @@ def test_systemd_unit_is_hardened() -> None:
     assert argv[1:] == ["run", "-c", "/etc/collector/collector.yaml"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_accepts_the_unit(tmp_path: Path) -> None:
     """`verify` names unknown keys and bad values; the exposure score keeps the hardening honest."""
+    analyze = need_program("systemd-analyze", "systemd")
     collector = Path(sys.executable).parent / "collector"
     unit = tmp_path / "collector.service"
     unit.write_text(UNIT.read_text().replace("/opt/collector/bin/collector", str(collector)))
-    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True,
                             text=True, timeout=60)
     complaints = [line for line in (verify.stdout + verify.stderr).splitlines()
                   if "collector.service" in line]
     assert verify.returncode == 0 and not complaints, complaints
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
+    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
                               capture_output=True, text=True, timeout=60)
     score = re.search(r"Overall exposure level for collector.service: ([\d.]+)", security.stdout)
     assert score, security.stdout[-500:] + security.stderr

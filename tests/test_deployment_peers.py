@@ -22,7 +22,7 @@ import pytest
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo
 from collector.model import Quality, Reading
-from tests.conftest import PG_URL, ThrowawayPostgres, free_port
+from tests.conftest import PG_URL, ThrowawayPostgres, free_port, need_program
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NOW_S = int(time.time())
@@ -206,7 +206,8 @@ def test_compose_roles_let_grafana_read_but_not_write(throwaway_pg: ThrowawayPos
     env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port),
            "POSTGRES_USER": "postgres", "POSTGRES_DB": "plant",
            "LEDGER_PASSWORD": "ledger-pw", "GRAFANA_DB_PASSWORD": "grafana-pw"}
-    subprocess.run(["psql", "-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE plant"],
+    subprocess.run([need_program("psql", "postgresql"), "-U", "postgres", "-d", "postgres", "-c",
+                    "CREATE DATABASE plant"],
                    env=env, check=True, capture_output=True, timeout=60)
     script = subprocess.run(["sh", str(DEPLOY / "postgres/init/10-roles.sh")], env=env,
                             capture_output=True, text=True, timeout=60)
@@ -246,11 +247,12 @@ def test_broker_config_admits_the_collector_and_nobody_else() -> None:
                 .replace("/mosquitto/data/", f"{folder}/"))
     (folder / "mosquitto.conf").write_text(conf)
     (folder / "passwd").touch(mode=0o600)
-    subprocess.run(["mosquitto_passwd", "-b", str(folder / "passwd"), "collector", "pw"], check=True)
+    subprocess.run([need_program("mosquitto_passwd", "mosquitto"), "-b", str(folder / "passwd"),
+                    "collector", "pw"], check=True)
     if os.geteuid() == 0:  # the broker drops to its own user, as in the container
         for path in (folder, folder / "passwd", folder / "mosquitto.conf"):
             shutil.chown(path, "mosquitto", "mosquitto")
-    broker = subprocess.Popen(["mosquitto", "-c", str(folder / "mosquitto.conf")],
+    broker = subprocess.Popen([need_program("mosquitto", "mosquitto"), "-c", str(folder / "mosquitto.conf")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def connect(username: str | None, password: str | None) -> Any:

@@ -23,17 +23,16 @@ import pytest
 
 from collector.demo.press import FIRMWARE, PressSimulator
 
+from .conftest import need_program
 from .test_demo import LIVE_WITHIN, MACHINES, ROOT, DemoProcess, collector_command, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts"
-INSTALL = "apt-get install -y chromium && .venv/bin/pip install playwright"
 
 try:
     from playwright import sync_api
-except ImportError:  # the browser tests skip, naming what to install
+except ImportError:  # the browser tests fail, naming what to install
     sync_api = None
 
 # What the page shows, read from the DOM the way a person reads it.
@@ -54,13 +53,14 @@ READ_CARDS = """() => [...document.querySelectorAll('.card')].map(c => ({
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless; the test skips, naming the install steps, without it."""
+    """Debian's Chromium, headless; without it or Playwright the tests fail, naming what to
+    install."""
     if sync_api is None:
-        pytest.skip(f"Playwright for Python is not installed ({INSTALL})")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed ({INSTALL})")
+        pytest.fail("Playwright for Python is not installed: make install (the `test` extra)",
+                    pytrace=False)
+    executable = need_program("chromium", "chromium")
     with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

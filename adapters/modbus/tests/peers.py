@@ -14,7 +14,7 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
+from tests.conftest import free_port, need_program  # noqa: F401  (free_port is shared by this folder's tests)
 
 FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 Ranges = Sequence[tuple[int, int]]  # (start, count) of valid addresses
@@ -109,7 +109,8 @@ class PtyPair:
 
     def start(self) -> PtyPair:
         self.process = subprocess.Popen(
-            ["socat", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            [need_program("socat", "socat"), f"pty,raw,echo=0,link={self.a}",
+             f"pty,raw,echo=0,link={self.b}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(self.a) and os.path.exists(self.b):

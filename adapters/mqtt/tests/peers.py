@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
+from tests.conftest import free_port, need_program  # noqa: F401  (free_port is shared by this folder's tests)
 
 SHARED_BROKER = "127.0.0.1"
 SHARED_PORT = 1883
@@ -54,7 +54,8 @@ class Mosquitto:
 
     def start(self, within: float = 10.0) -> Mosquitto:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=out, stderr=out)
+        self.proc = subprocess.Popen([need_program("mosquitto", "mosquitto"), "-c", str(self.conf)],
+                                     stdout=out, stderr=out)
         deadline = time.monotonic() + within
         while not port_open(self.port):
             if self.proc.poll() is not None:
@@ -84,7 +85,7 @@ def make_certs(folder: Path, host: str = "127.0.0.1") -> dict[str, Path]:
         "client.csr", "client.crt", "ext.cnf")}
 
     def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
+        subprocess.run([need_program("openssl", "openssl"), *args], check=True, capture_output=True)
 
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
         "-keyout", str(p["ca.key"]), "-out", str(p["ca.crt"]))
