@@ -17,9 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import health, machines, metrics, readings, status, tags
+from api import health, machines, metrics, production, readings, status, tags
 from api.offload import Offload, WorkerError
 from api.params import BadParameter
+from collector.derive.report import ProductionReport
 
 log = logging.getLogger("api")
 
@@ -40,7 +41,10 @@ def create_app(runtime: Any) -> FastAPI:
     api_config = getattr(runtime.config, "api", None)
     app.state.offload = Offload(getattr(runtime, "ledger", None),
                                 getattr(api_config, "workers", None))
-    for module in (health, machines, tags, readings, metrics):
+    ledger = getattr(runtime, "ledger", None)
+    app.state.production = (ProductionReport(runtime.config, ledger.production)
+                            if ledger is not None and hasattr(runtime.config, "plant") else None)
+    for module in (health, machines, tags, readings, production, metrics):
         app.include_router(module.router)
     app.include_router(status.router)
 
@@ -66,8 +70,8 @@ def create_app(runtime: Any) -> FastAPI:
 
     origins = list(getattr(getattr(runtime.config, "api", None), "cors_origins", []) or [])
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET"],
-                           allow_headers=["X-API-Key", "Authorization"],
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "PATCH"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type"],
                            expose_headers=["X-Next-Cursor"])
     app.add_middleware(RequestLimits)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -21,12 +21,9 @@ router = APIRouter(prefix="/api/v1/machines", tags=["machines"],
 
 
 def machine_state(rt: Any, machine_id: str) -> str | None:
-    """`offline` when every enabled source of the machine is down; finer states (running,
-    idle, stopped) come from the machine-state derivation."""
-    sources = [h for h in rt.health if h.machine == machine_id]
-    if sources and not any(h.connected for h in sources):
-        return "offline"
-    return None
+    """The state derived from the machine's production rules now (null without rules)."""
+    derivation = getattr(rt, "derivation", None)
+    return derivation.state_now(machine_id) if derivation is not None else None
 
 
 async def _machines(rt: Any) -> list[Machine]:

@@ -31,8 +31,8 @@ class Machine(BaseModel):
     name: str | None
     area: str | None
     line: str | None
-    state: str | None = Field(description="`offline` when every source of the machine is down; "
-                              "finer states come from the machine-state derivation")
+    state: str | None = Field(description="running | idle | stopped | offline, from the "
+                              "machine's production rules; null without rules")
     tags: list[str]
 
 
@@ -123,3 +123,160 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Error, "description": "unknown machine or tag; `detail` names it"},
     503: {"model": Error, "description": "the ledger database did not answer; retry later"},
 }
+
+
+# --- the production ledger ---------------------------------------------------------------------
+class StateItem(BaseModel):
+    model_config = _example({"state": "running", "start": "2026-11-22T06:00:00.000Z",
+                             "end": "2026-11-22T06:42:10.500Z", "duration_s": 2530.5})
+    state: str = Field(description="running | idle | stopped | offline")
+    start: str
+    end: str
+    duration_s: float
+    code: int | None = Field(None, description="with codes=umh: 10000 running, 30000 offline "
+                             "(unknown), 40000 stopped, 40100 idle, 50000 micro-stop")
+
+
+class StateList(BaseModel):
+    items: list[StateItem]
+
+
+class CountItem(BaseModel):
+    start: str
+    end: str
+    total: int
+    good: int
+    reject: int
+
+
+class ProductionCounts(BaseModel):
+    model_config = _example({"start": "2026-11-22T06:00:00.000Z",
+                             "end": "2026-11-22T14:00:00.000Z", "total": 1210, "good": 1196,
+                             "reject": 14})
+    start: str | None = None
+    end: str | None = None
+    total: int
+    good: int
+    reject: int
+    items: list[CountItem] | None = None
+
+
+class Oee(BaseModel):
+    model_config = _example({
+        "start": "2026-11-22T06:00:00.000Z", "end": "2026-11-22T14:00:00.000Z",
+        "planned_s": 27900.0, "running_s": 23100.0, "idle_s": 2400.0, "stopped_s": 2100.0,
+        "offline_s": 1200.0, "total": 10900, "good": 10790, "reject": 110,
+        "ideal_cycle_s": 2.0, "availability": 0.827957, "performance": 0.943723,
+        "quality": 0.989908, "oee": 0.773493, "energy_kwh": 412.7})
+    start: str
+    end: str
+    planned_s: float
+    running_s: float
+    idle_s: float
+    stopped_s: float
+    offline_s: float
+    total: int
+    good: int
+    reject: int
+    ideal_cycle_s: float | None
+    availability: float | None
+    performance: float | None
+    quality: float | None
+    oee: float | None
+    energy_kwh: float
+    line: str | None = None
+    machines: list[str] | None = None
+
+
+class DowntimeItem(BaseModel):
+    model_config = _example({
+        "id": "press07@1763791200000000", "machine": "press07",
+        "start": "2026-11-22T06:00:00.000Z", "end": "2026-11-22T06:25:00.000Z",
+        "duration_s": 1500.0, "states": ["stopped"], "reason": "no_material",
+        "reason_label": "No material", "planned": False, "comment": "coil late",
+        "ongoing": False})
+    id: str
+    machine: str
+    start: str
+    end: str
+    duration_s: float
+    states: list[str]
+    reason: str | None
+    reason_label: str | None = None
+    planned: bool = False
+    comment: str | None
+    ongoing: bool = False
+
+
+class ReasonItem(BaseModel):
+    code: str
+    label: str
+    planned: bool
+
+
+class DowntimeList(BaseModel):
+    micro_stops: int
+    items: list[DowntimeItem]
+    reasons: list[ReasonItem] = []
+
+
+class DowntimeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"reason": "tool_change", "comment": "die 4 changed"}]})
+    reason: str | None = Field(None, description="a code of plant.downtime_reasons, or null")
+    comment: str | None = None
+
+
+class LedgerRow(BaseModel):
+    date: str
+    machine: str
+    name: str | None = None
+    shift: str
+    start: str | None = None
+    end: str | None = None
+    planned_s: float
+    running_s: float
+    idle_s: float
+    stopped_s: float
+    offline_s: float
+    downtimes: int
+    micro_stops: int
+    longest_downtime_s: float
+    total: int
+    good: int
+    reject: int
+    availability: float | None
+    performance: float | None
+    quality: float | None
+    oee: float | None
+    energy_kwh: float
+
+
+class ShiftInfo(BaseModel):
+    name: str
+    start: str
+    end: str
+    planned_s: float
+
+
+class DailyLedger(BaseModel):
+    date: str
+    timezone: str
+    shifts: list[ShiftInfo]
+    items: list[LedgerRow]
+    totals: list[LedgerRow]
+    labels: dict[str, str] | None = None
+
+
+class MachineConnectivity(BaseModel):
+    machine: str
+    share: float | None = Field(description="share of the window with good data, 0..1")
+    connected: bool = Field(description="share >= threshold")
+
+
+class ConnectivityReport(BaseModel):
+    start: str
+    end: str
+    threshold: float
+    rate: float | None = Field(description="share of configured machines at or above threshold")
+    machines: list[MachineConnectivity]

@@ -13,9 +13,10 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -26,6 +27,9 @@ from pydantic import (
     ValidationError,
     create_model,
 )
+
+from collector.derive.rules import production_problems
+from collector.derive.shifts import calendar_problems
 
 DEFAULT_CONFIG = "config/collector.yaml"
 CONFIG_ENV = "COLLECTOR_CONFIG"
@@ -104,6 +108,7 @@ class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_keys: list[str] = []
+    write_keys: list[str] = []  # keys that may also change data (downtime reasons)
     cors_origins: list[str] = []
     # processes that build large answers (pages, aggregates) on the other cores; None: one
     # per CPU, at most four; 0: all in the collector process
@@ -133,12 +138,98 @@ class SourceConfig(Strict):
     tags: list[TagConfig] = []
 
 
+StateName = Literal["running", "idle", "stopped", "offline"]
+
+
+def parse_clock(value: Any) -> Any:
+    """"HH:MM"; an unquoted 06:00 reaches us as 360 (YAML 1.1 reads it in base 60)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1440:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+def parse_day_off(value: Any) -> Any:
+    """A weekday name or a date; YAML reads an unquoted 2026-12-24 as a date."""
+    return value.isoformat() if isinstance(value, date) else value
+
+
+Clock = Annotated[str, BeforeValidator(parse_clock)]
+
+
+class ShiftConfig(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    start: Clock
+    end: Clock
+
+
+class BreakConfig(Strict):
+    start: Clock
+    end: Clock
+
+
+class DowntimeReason(Strict):
+    code: Identifier
+    label: str | None = None
+    planned: bool = False  # a planned stop (tool change, cleaning): not planned production time
+
+
+class PlantConfig(Strict):
+    """The calendar every production figure is split by."""
+
+    timezone: str = "UTC"
+    shifts: list[ShiftConfig] = []
+    breaks: list[BreakConfig] = []
+    days_off: list[Annotated[str, BeforeValidator(parse_day_off)]] = []
+    downtime_reasons: list[DowntimeReason] = []
+
+
+class StateRule(Strict):
+    state: StateName
+    when: str
+
+
+class CounterTag(Strict):
+    tag: TagName
+    width: Literal[8, 16, 32, 64] | None = None  # default: the tag's type width
+    pulse: bool = False  # count rising edges (a bool or 0/1 tag) instead of a cumulative value
+    # a drop to at least this value is noise, not a reset (default: every unexplained drop
+    # is a reset)
+    reset_below: float | None = None
+
+
+def _counter(value: Any) -> Any:
+    return {"tag": value} if isinstance(value, str) else value
+
+
+CounterRef = Annotated[CounterTag, BeforeValidator(_counter)]
+
+
+class CountersConfig(Strict):
+    """Cumulative counters; any two of total / good / reject (or one: total or good)."""
+
+    total: CounterRef | None = None
+    good: CounterRef | None = None
+    reject: CounterRef | None = None
+
+
+class ProductionConfig(Strict):
+    states: list[StateRule] = []
+    min_duration: Duration = 0.0  # a state shorter than this is absorbed by the one before it
+    # no good reading of the rule tags for this long: offline (default: 3 polls, at least 5 s)
+    offline_after: Duration | None = None
+    counters: CountersConfig | None = None
+    ideal_cycle: Duration | None = None
+    energy: CounterRef | None = None  # a cumulative energy counter tag, kWh
+    micro_stop: Duration = 120.0  # a stop shorter than this is a micro-stop, not a downtime
+
+
 class MachineConfig(Strict):
     id: Identifier
     name: str | None = None
     area: str | None = None
     line: str | None = None
     sources: list[SourceConfig] = []
+    production: ProductionConfig | None = None
 
     @property
     def display_name(self) -> str:
@@ -158,6 +249,7 @@ class CollectorConfig(Strict):
     spool: SpoolConfig = SpoolConfig()
     pipeline: PipelineConfig = PipelineConfig()
     api: ApiConfig = ApiConfig()
+    plant: PlantConfig = PlantConfig()
     machines: list[MachineConfig] = []
 
     # where the file was read from; relative paths (spool) are resolved against its folder
@@ -289,7 +381,11 @@ def _substitute_env(value: Any, loc: tuple[Any, ...], problems: list[Problem], n
 
 
 def cross_check(config: CollectorConfig) -> Iterator[Problem]:
-    """Rules that span several entries: unique machine ids, source ids and tag names."""
+    """Rules that span several entries: unique machine ids, source ids and tag names; the
+    plant calendar and the production rules."""
+    yield from _plant_problems(config.plant)
+    for path, message in production_problems(config):
+        yield Problem(path, message)
     machines: dict[str, int] = {}
     for mi, machine in enumerate(config.machines):
         if machine.id in machines:
@@ -310,6 +406,20 @@ def cross_check(config: CollectorConfig) -> Iterator[Problem]:
                     yield Problem(f"{tpath}.name", f"duplicate tag name {tag.name!r} in machine "
                                   f"{machine.id!r} (also {tags[tag.name]}); tag names are unique per machine")
                 tags.setdefault(tag.name, tpath)
+
+
+def _plant_problems(plant: PlantConfig) -> Iterator[Problem]:
+    shifts = [(s.name, s.start, s.end) for s in plant.shifts]
+    breaks = [(b.start, b.end) for b in plant.breaks]
+    for path, message in calendar_problems(shifts, breaks, plant.days_off, plant.timezone):
+        yield Problem(f"plant.{path}" if path else "plant", message)
+    codes: dict[str, int] = {}
+    for i, reason in enumerate(plant.downtime_reasons):
+        if reason.code in codes:
+            yield Problem(f"plant.downtime_reasons[{i}].code",
+                          f"duplicate reason code {reason.code!r} (also "
+                          f"downtime_reasons[{codes[reason.code]}])")
+        codes.setdefault(reason.code, i)
 
 
 _FRIENDLY = {

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.config import PipelineConfig
@@ -121,6 +121,8 @@ class Pipeline:
         self.write_seconds_total = 0.0
         self.batches_written = 0
         self.write_seconds = BucketCounts(SECONDS_BUCKETS)
+        # called with every batch the ledger committed (derivations follow the ledger)
+        self.on_commit: list[Callable[[Sequence[Reading]], None]] = []
 
     # producer side -------------------------------------------------------------------------
     async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
@@ -238,6 +240,11 @@ class Pipeline:
         self.write_seconds.observe(elapsed)
         self.batches_written += 1
         self.written += len(batch)
+        for hook in self.on_commit:
+            try:
+                hook(batch)
+            except Exception:  # a derivation's bug must not cost the readings their ledger
+                log.exception("after-commit step failed")
         if not self.ledger_ok:
             log.info("ledger writable again")
         self.ledger_ok = True

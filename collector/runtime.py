@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from adapters.base import AdapterContext, AdapterSpec, registry
 from collector.config import CollectorConfig, MachineConfig, SourceConfig
+from collector.derive.engine import Derivation
+from collector.derive.rules import compile_rules
 from collector.ledger import Ledger, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import SourceHealth, now_us
 from collector.pipeline import Pipeline, TagRule
@@ -94,6 +96,9 @@ class Runtime:
                              box=box or config.box)
         self.spool = Spool(config.spool_path(), config.spool.max_size)
         self.pipeline = Pipeline(self.ledger, self.spool, config.pipeline, tag_rules(config))
+        rules = [r for r in map(compile_rules, config.machines) if r is not None]
+        self.derivation = Derivation(rules, self.ledger)
+        self.pipeline.on_commit.append(self.derivation.committed)
         self.health: list[SourceHealth] = []
         self.started_at = now_us()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -127,6 +132,7 @@ class Runtime:
         await self.spool.open()
         await self._connect_ledger(first=True)
         await self.pipeline.start()
+        await self.derivation.start()
         specs = registry()
         for machine in self.config.machines:
             for source in machine.sources:
@@ -150,6 +156,7 @@ class Runtime:
         await asyncio.gather(*self._source_tasks, return_exceptions=True)
         self._source_tasks.clear()
         await self.pipeline.stop()
+        await self.derivation.stop()
         if self._api_server is not None:
             self._api_server.should_exit = True
         for task in self._tasks:

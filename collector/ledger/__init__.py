@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector.ledger import queries, small_reads
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
+from collector.ledger.production import ProductionStore
 from collector.ledger.queries import Bucket, BucketStats, Point, Series
 from collector.ledger.timescale import use_timescale
 from collector.ledger.writer import LedgerWriter, MachineClaimedError, MachineInfo, SeriesInfo
@@ -36,6 +37,7 @@ class Ledger:
         self.schema = schema
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self.writer = LedgerWriter(self.engine, box=box)
+        self.production = ProductionStore(self.engine)
         self.timescale = False
         self.ready = False  # migrated and synced; writes before that fail (and are spooled)
         self._deletions = 0
@@ -62,6 +64,7 @@ class Ledger:
     async def close(self) -> None:
         small_reads.detach(self.engine)
         try:
+            await self.production.close()
             await self.writer.close()
         finally:
             await self.engine.dispose()

@@ -87,3 +87,66 @@ latest_readings = Table(
     Column("text", Text),
     Column("quality", SmallInteger, nullable=False),
 )
+
+# --- the production ledger, derived from the readings (see collector/derive) -------------------
+
+# what state each machine was in, as closed intervals [start_ts, end_ts); the open one is in
+# production_checkpoints
+state_intervals = Table(
+    "state_intervals",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("start_ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # running | idle | stopped | offline
+    sqlite_with_rowid=False,
+)
+
+# parts counted at the reading that first showed them (configured roles; the others 0)
+part_counts = Table(
+    "part_counts",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("total", BigInteger, nullable=False),
+    Column("good", BigInteger, nullable=False),
+    Column("reject", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# the same per UTC minute, with the energy used in it: what shift and day figures read
+production_1m = Table(
+    "production_1m",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),  # µs, minute start
+    Column("total", BigInteger, nullable=False),
+    Column("good", BigInteger, nullable=False),
+    Column("reject", BigInteger, nullable=False),
+    Column("energy_kwh", Float(53), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# where each machine's derivation stands: committed with what it produced, so a restart
+# neither loses nor counts twice
+production_checkpoints = Table(
+    "production_checkpoints",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("upto", BigInteger, nullable=False),  # every reading at or before this was taken in
+    Column("state", String(16)),  # the open state, since `since`
+    Column("since", BigInteger),
+    Column("data", Text, nullable=False),  # JSON: pending state, tag values, counter values
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# what a supervisor said about a downtime, keyed by where the downtime starts
+downtime_notes = Table(
+    "downtime_notes",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("start_ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("reason", String(64)),
+    Column("comment", Text),
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -32,9 +32,10 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import chain
+from typing import TypeVar
 
 from collector.ledger import rollup
 from collector.ledger.engine import SQLITE_PRAGMAS
@@ -50,6 +51,7 @@ MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 _VALUES = re.compile(r"VALUES (\(\?(?:, \?)*\))")
 
 log = logging.getLogger("collector.ledger")
+T = TypeVar("T")
 
 
 CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
@@ -92,6 +94,19 @@ class SqliteBatchWriter:
             raise
         self._maybe_checkpoint()
         return inserted
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` (synchronous, short) in one write transaction of this connection."""
+        conn = self._conn or self._open()
+        await self._begin(conn)
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        self._maybe_checkpoint()
+        return result
 
     def ids(self) -> tuple[list[tuple[int, str, str, str | None]], list[str]]:
         """(id, machine, tag, kind) of every series, and every machine id."""

@@ -1,0 +1,521 @@
+"""Production figures for any window, from what derivation stored: state timelines, downtimes,
+parts, OEE (ISO 22400-2), the daily ledger per shift and the equipment networking rate.
+
+Everything is answered from the stored intervals and minute sums, never by reading the raw
+readings again. The open state of each machine comes from its checkpoint, carried to now the
+way derivation would (`machine.project`), so a machine whose data stopped shows offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from collector.config import CollectorConfig, DowntimeReason
+from collector.derive.machine import OFFLINE, Interval, project
+from collector.derive.rules import MachineRules, compile_rules
+from collector.derive.shifts import PlantCalendar, ShiftSpan
+from collector.ledger.production import MINUTE, ProductionStore, Sums
+from collector.model import now_us
+
+STATES = ("running", "idle", "stopped", "offline")
+UMH_CODES = {"running": 10000, "offline": 30000, "stopped": 40000, "idle": 40100}
+UMH_MICRO_STOP = 50000
+LOOKBACK = 24 * 3600 * 1_000_000  # how far back a downtime reaching into a window is followed
+CONNECTED = 0.95  # a machine counts as networked with good data this share of the time
+SECOND = 1_000_000
+
+
+class UnknownDowntime(LookupError):
+    pass
+
+
+@dataclass
+class Downtime:
+    machine: str
+    start: int
+    end: int
+    states: list[str]
+    reason: str | None = None
+    comment: str | None = None
+    ongoing: bool = False
+
+    @property
+    def id(self) -> str:
+        return downtime_id(self.machine, self.start)
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / SECOND
+
+
+def downtime_id(machine: str, start: int) -> str:
+    """Stable while the downtime lasts and after a rebuild: the machine and where it starts."""
+    return f"{machine}@{start}"
+
+
+def parse_downtime_id(text: str) -> tuple[str, int]:
+    machine, _, start = text.rpartition("@")
+    if not machine or not start.isdigit():
+        raise UnknownDowntime(f"{text!r} is not a downtime id (they look like press07@1764914400000000)")
+    return machine, int(start)
+
+
+@dataclass
+class Figures:
+    """What OEE is computed from: sums first, ratios last (so lines add up)."""
+
+    start: int
+    end: int
+    planned_s: float = 0.0
+    running_planned_s: float = 0.0
+    seconds: dict[str, float] | None = None
+    total: int = 0
+    good: int = 0
+    reject: int = 0
+    energy_kwh: float = 0.0
+    ideal_s: float = 0.0  # ideal cycle x parts, summed per machine
+    ideal_cycle_s: float | None = None
+    downtimes: int = 0
+    micro_stops: int = 0
+    longest_downtime_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.seconds is None:
+            self.seconds = dict.fromkeys(STATES, 0.0)
+
+    def add(self, other: Figures) -> None:
+        assert self.seconds is not None and other.seconds is not None
+        self.planned_s += other.planned_s
+        self.running_planned_s += other.running_planned_s
+        for state in STATES:
+            self.seconds[state] += other.seconds[state]
+        self.total += other.total
+        self.good += other.good
+        self.reject += other.reject
+        self.energy_kwh += other.energy_kwh
+        self.ideal_s += other.ideal_s
+        self.downtimes += other.downtimes
+        self.micro_stops += other.micro_stops
+        self.longest_downtime_s = max(self.longest_downtime_s, other.longest_downtime_s)
+
+    def ratios(self) -> dict[str, float | None]:
+        """ISO 22400-2: availability = running in planned time / planned time; performance =
+        ideal cycle x parts / running time; quality = good / total; a ratio over 0 is None."""
+        seconds = self.seconds or {}
+        running = seconds.get("running", 0.0)
+        availability = _ratio(self.running_planned_s, self.planned_s)
+        performance = (_ratio(self.ideal_s, running)
+                       if self.ideal_s or self.ideal_cycle_s is not None else None)
+        quality = _ratio(self.good, self.total)
+        oee = (availability * performance * quality
+               if availability is not None and performance is not None and quality is not None
+               else None)
+        return {"availability": availability, "performance": performance, "quality": quality,
+                "oee": oee}
+
+    def as_dict(self) -> dict[str, Any]:
+        seconds = self.seconds or {}
+        return {
+            "planned_s": round(self.planned_s, 3),
+            **{f"{state}_s": round(seconds[state], 3) for state in STATES},
+            "total": self.total, "good": self.good, "reject": self.reject,
+            "ideal_cycle_s": self.ideal_cycle_s,
+            **{k: (round(v, 6) if v is not None else None) for k, v in self.ratios().items()},
+            "energy_kwh": round(self.energy_kwh, 6),
+        }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+class ProductionReport:
+    """Answers production questions for the machines of one config."""
+
+    def __init__(self, config: CollectorConfig, store: ProductionStore, clock: Any = now_us):
+        plant = config.plant
+        self.config = config
+        self.calendar = PlantCalendar(plant.timezone, [(s.name, s.start, s.end) for s in plant.shifts],
+                                      [(b.start, b.end) for b in plant.breaks], plant.days_off)
+        self.rules: dict[str, MachineRules] = {}
+        for machine in config.machines:
+            rules = compile_rules(machine)
+            if rules is not None:
+                self.rules[machine.id] = rules
+        self.reasons: dict[str, DowntimeReason] = {r.code: r for r in plant.downtime_reasons}
+        self.store = store
+        self.clock = clock
+
+    def machine_rules(self, machine: str) -> MachineRules | None:
+        return self.rules.get(machine)
+
+    # states ------------------------------------------------------------------------------------
+    async def timeline(self, machine: str, start: int, end: int) -> list[Interval]:
+        """The machine's states covering [start, min(end, now)) without a gap (time nothing
+        was observed is offline), neighbours of equal state merged."""
+        stop = min(end, self.clock())
+        if stop <= start:
+            return []
+        for _ in range(3):  # a commit between the two reads would tear them apart
+            commits = self.store.commits
+            cp = (await self.store.checkpoints([machine])).get(machine)
+            stored = await self.store.intervals(machine, start, stop)
+            if self.store.commits == commits:
+                break
+        segments = list(stored)
+        if cp is not None and cp.state is not None and cp.since is not None:
+            data = cp.data
+            pending = data.get("pending")
+            segments += project(cp.state, cp.since, tuple(pending) if pending else None,
+                                data.get("last_good"), int(data.get("min_duration") or 0),
+                                int(data.get("offline_after") or 5 * SECOND), stop)
+        return fill(segments, start, stop)
+
+    async def states(self, machine: str, start: int, end: int,
+                     codes: str | None = None) -> list[dict[str, Any]]:
+        timeline = await self.timeline(machine, start, end)
+        micro = set()
+        if codes == "umh":
+            rules = self.rules.get(machine)
+            limit = rules.micro_stop if rules else 0
+            stop = min(end, self.clock())
+            for a, b in _stops(timeline):
+                if b - a < limit and b < stop:
+                    micro.add(a)
+        out = []
+        for a, b, state in timeline:
+            item: dict[str, Any] = {"state": state, "start": a, "end": b,
+                                    "duration_s": (b - a) / SECOND}
+            if codes == "umh":
+                in_micro = state != "running" and any(
+                    s <= a < e for s, e in _micro_spans(timeline, micro))
+                item["code"] = UMH_MICRO_STOP if in_micro else UMH_CODES[state]
+            out.append(item)
+        return out
+
+    def state_now(self, machine: str) -> None:
+        return None
+
+    # downtimes ---------------------------------------------------------------------------------
+    async def downtimes(self, machine: str, start: int, end: int,
+                        timeline: list[Interval] | None = None) -> tuple[int, list[Downtime]]:
+        """(micro-stops, downtimes) of [start, end): maximal periods that are not running,
+        inside planned time; shorter than `micro_stop`: micro-stops. Clipped to the window."""
+        rules = self.rules.get(machine)
+        stop = min(end, self.clock())
+        if rules is None or stop <= start:
+            return 0, []
+        if timeline is None or not timeline or timeline[0][0] > start - LOOKBACK:
+            timeline = await self.timeline(machine, start - LOOKBACK, stop)
+        notes = await self.store.notes(machine, start - LOOKBACK, stop)
+        planned = self.calendar.planned(start - LOOKBACK, stop)
+        micro = 0
+        out = []
+        for a, b in _stops(timeline):
+            for pa, pb in _intersect([(a, b)], planned):
+                if pb <= start or pa >= stop:
+                    continue
+                ongoing = pb >= stop and timeline[-1][1] >= stop and timeline[-1][2] != "running"
+                if pb - pa < rules.micro_stop:
+                    if not ongoing:
+                        micro += 1 if pa >= start else 0
+                    continue
+                reason, comment = notes.get(pa, (None, None))
+                states = _states_in(timeline, max(pa, start), min(pb, stop))
+                out.append(Downtime(machine, pa, pb, states, reason, comment, ongoing))
+        return micro, out
+
+    async def set_reason(self, downtime: str, reason: str | None, comment: str | None) -> Downtime:
+        machine, start = parse_downtime_id(downtime)
+        if machine not in self.rules:
+            raise UnknownDowntime(f"no downtime {downtime!r}: machine {machine!r} has no "
+                                  "production rules")
+        if reason is not None and reason not in self.reasons:
+            known = ", ".join(self.reasons) or "none are configured (plant.downtime_reasons)"
+            raise ValueError(f"unknown reason {reason!r}; use one of: {known}")
+        _, found = await self.downtimes(machine, start, start + 1)
+        match = [d for d in found if d.start == start]
+        if not match:
+            raise UnknownDowntime(f"no downtime {downtime!r}: machine {machine!r} has no "
+                                  "downtime starting then")
+        await self.store.set_note(machine, start, reason, comment)
+        match[0].reason, match[0].comment = reason, comment
+        return match[0]
+
+    # figures -----------------------------------------------------------------------------------
+    async def figures(self, machine: str, start: int, end: int,
+                      sums: Sums | None = None) -> Figures:
+        """Everything OEE and the daily ledger need for one machine and window."""
+        rules = self.rules.get(machine)
+        stop = max(start, min(end, self.clock()))
+        fig = Figures(start, stop)
+        if rules is None:
+            return fig
+        fig.ideal_cycle_s = rules.ideal_cycle
+        if stop <= start:
+            return fig
+        timeline = await self.timeline(machine, start - LOOKBACK, stop)
+        inside = clip(timeline, start, stop)
+        planned = self.calendar.planned(start, stop)
+        assert fig.seconds is not None
+        for a, b, state in inside:
+            fig.seconds[state] += (b - a) / SECOND
+        running = [(a, b) for a, b, state in inside if state == "running"]
+        fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
+        micro, downs = await self.downtimes(machine, start, stop, timeline)
+        planned_down = 0
+        for d in downs:
+            a, b = max(d.start, start), min(d.end, stop)
+            reason = self.reasons.get(d.reason or "")
+            if reason is not None and reason.planned:
+                planned_down += b - a
+        fig.planned_s = (_length(planned) - planned_down) / SECOND
+        fig.downtimes = len(downs)
+        fig.micro_stops = micro
+        fig.longest_downtime_s = max(((min(d.end, stop) - max(d.start, start)) / SECOND
+                                      for d in downs), default=0.0)
+        if sums is None:
+            sums = await self.store.sums(machine, start, stop)
+        fig.total, fig.good, fig.reject = self._roles(rules, sums)
+        fig.energy_kwh = sums.energy_kwh
+        if rules.ideal_cycle is not None:
+            fig.ideal_s = rules.ideal_cycle * fig.total
+        return fig
+
+    @staticmethod
+    def _roles(rules: MachineRules, sums: Sums) -> tuple[int, int, int]:
+        """(total, good, reject) from the configured counters: the third follows from two;
+        a total alone counts every part as good."""
+        roles = rules.counter_roles
+        total, good, reject = sums.total, sums.good, sums.reject
+        if "total" in roles and "good" in roles:
+            reject = total - good
+        elif "total" in roles and "reject" in roles:
+            good = total - reject
+        elif "good" in roles and "reject" in roles:
+            total = good + reject
+        elif "total" in roles:
+            good, reject = total, 0
+        elif "good" in roles:
+            total, reject = good, 0
+        return total, good, reject
+
+    async def oee(self, machine: str, start: int, end: int) -> dict[str, Any]:
+        fig = await self.figures(machine, start, end)
+        return {"start": fig.start, "end": fig.end, **fig.as_dict()}
+
+    async def line_oee(self, line: str, start: int, end: int) -> dict[str, Any]:
+        machines = [m for m, r in self.rules.items() if r.line == line]
+        total = Figures(start, max(start, min(end, self.clock())))
+        for machine in machines:
+            total.add(await self.figures(machine, start, end))
+        total.ideal_cycle_s = None
+        out = {"line": line, "machines": machines, "start": total.start, "end": total.end,
+               **total.as_dict()}
+        return out
+
+    async def production(self, machine: str, start: int, end: int,
+                         bucket: str | int | None) -> dict[str, Any]:
+        rules = self.rules.get(machine)
+        stop = max(start, min(end, self.clock()))
+        spans: list[tuple[int, int]] = []
+        if bucket == "shift":
+            spans = [(max(s.start, start), min(s.end, stop))
+                     for s in self.calendar.shifts_between(start, stop)]
+        elif bucket == "day":
+            day = self.calendar.local_date(start)
+            while True:
+                a, b = self.calendar.day_bounds(day)
+                if a >= stop:
+                    break
+                spans.append((max(a, start), min(b, stop)))
+                day += timedelta(days=1)
+        elif isinstance(bucket, int):
+            a = start // bucket * bucket
+            while a < stop:
+                spans.append((max(a, start), min(a + bucket, stop)))
+                a += bucket
+        spans = [(a, b) for a, b in spans if b > a]
+        sums = await self.store.sums(machine, start, stop) if rules else Sums()
+        total, good, reject = self._roles(rules, sums) if rules else (0, 0, 0)
+        out: dict[str, Any] = {"start": start, "end": stop, "total": total, "good": good,
+                               "reject": reject}
+        if bucket is not None:
+            items = []
+            for (a, b), s in zip(spans, await self._span_sums(machine, spans), strict=True):
+                t, g, r = self._roles(rules, s) if rules else (0, 0, 0)
+                items.append({"start": a, "end": b, "total": t, "good": g, "reject": r})
+            out["items"] = items
+        return out
+
+    async def _span_sums(self, machine: str, spans: Sequence[tuple[int, int]]) -> list[Sums]:
+        """Sums of many spans: one query over the minute sums when the spans are whole
+        minutes, else the counts themselves."""
+        if not spans or machine not in self.rules:
+            return [Sums() for _ in spans]
+        if all(a % MINUTE == 0 and b % MINUTE == 0 for a, b in spans):
+            edges = sorted({x for span in spans for x in span})
+            found = await self.store.sums_by_edges([machine], edges)
+            index = {edge: i for i, edge in enumerate(edges)}
+            out = []
+            for a, b in spans:
+                acc = Sums()
+                for i in range(index[a], index[b]):
+                    acc.add(found.get((machine, i), Sums()))
+                out.append(acc)
+            return out
+        events = await self.store.count_times(machine, spans[0][0], spans[-1][1])
+        out = [Sums() for _ in spans]
+        j = 0
+        for ts, t, g, r in events:
+            while j < len(spans) and spans[j][1] <= ts:
+                j += 1
+            if j == len(spans):
+                break
+            if spans[j][0] <= ts:
+                out[j].add(Sums(t, g, r))
+        return out
+
+    # the daily ledger --------------------------------------------------------------------------
+    async def daily(self, day: date) -> list[dict[str, Any]]:
+        """One row per machine with production rules and shift of local date `day`."""
+        spans = self.calendar.shifts_on(day)
+        now = self.clock()
+        rows = []
+        edges = sorted({x for s in spans for x in (s.start, min(s.end, now))
+                        if x <= now and x % MINUTE == 0})
+        machines = list(self.rules)
+        by_edges = await self.store.sums_by_edges(machines, edges) if len(edges) > 1 else {}
+        index = {edge: i for i, edge in enumerate(edges)}
+        for machine in machines:
+            for span in spans:
+                end = min(span.end, now)
+                sums = None
+                if end > span.start and span.start in index and end in index:
+                    sums = Sums()
+                    for i in range(index[span.start], index[end]):
+                        sums.add(by_edges.get((machine, i), Sums()))
+                fig = await self.figures(machine, span.start, span.end, sums)
+                rows.append(self._row(day, machine, span, fig))
+        return rows
+
+    def _row(self, day: date, machine: str, span: ShiftSpan, fig: Figures) -> dict[str, Any]:
+        figures = fig.as_dict()
+        return {
+            "date": day.isoformat(), "machine": machine, "shift": span.name,
+            "start": span.start, "end": span.end,
+            "planned_s": figures["planned_s"], "running_s": figures["running_s"],
+            "idle_s": figures["idle_s"], "stopped_s": figures["stopped_s"],
+            "offline_s": figures["offline_s"], "downtimes": fig.downtimes,
+            "micro_stops": fig.micro_stops,
+            "longest_downtime_s": round(fig.longest_downtime_s, 3),
+            "total": fig.total, "good": fig.good, "reject": fig.reject,
+            "availability": figures["availability"], "performance": figures["performance"],
+            "quality": figures["quality"], "oee": figures["oee"],
+            "energy_kwh": figures["energy_kwh"],
+            "_running_planned_s": fig.running_planned_s,  # for the day's totals
+        }
+
+    # networking rate ---------------------------------------------------------------------------
+    async def connectivity(self, start: int, end: int, minutes_with_data: Any) -> dict[str, Any]:
+        """Per machine the share of [start, end) with good data; the plant's rate is the share
+        of configured machines with at least 95 %. `minutes_with_data(machine, a, b)` counts
+        the minutes with readings of a machine without state rules."""
+        stop = max(start, min(end, self.clock()))
+        span = stop - start
+        items = []
+        for machine in self.config.machines:
+            if span <= 0:
+                share = None
+            elif machine.id in self.rules and self.rules[machine.id].has_states:
+                timeline = await self.timeline(machine.id, start, stop)
+                offline = sum(b - a for a, b, s in timeline if s == OFFLINE)
+                share = 1 - offline / span
+            else:
+                minutes = await minutes_with_data(machine.id, start, stop)
+                share = min(1.0, minutes * MINUTE / span)
+            items.append({"machine": machine.id,
+                          "share": round(share, 6) if share is not None else None,
+                          "connected": share is not None and share >= CONNECTED})
+        counted = [i for i in items if i["share"] is not None]
+        rate = (sum(1 for i in counted if i["connected"]) / len(items)) if items and counted else None
+        return {"start": start, "end": stop, "threshold": CONNECTED, "rate": rate,
+                "machines": items}
+
+
+# interval arithmetic --------------------------------------------------------------------------
+def fill(segments: Sequence[Interval], start: int, stop: int) -> list[Interval]:
+    """`segments` clipped to [start, stop), gaps filled with offline, equal neighbours merged."""
+    out: list[Interval] = []
+    cursor = start
+    for a, b, state in sorted(segments):
+        a, b = max(a, cursor), min(b, stop)
+        if b <= a:
+            continue
+        if a > cursor:
+            _append(out, cursor, a, OFFLINE)
+        _append(out, a, b, state)
+        cursor = b
+        if cursor >= stop:
+            break
+    if cursor < stop:
+        _append(out, cursor, stop, OFFLINE)
+    return out
+
+
+def _append(out: list[Interval], a: int, b: int, state: str) -> None:
+    if out and out[-1][2] == state and out[-1][1] == a:
+        out[-1] = (out[-1][0], b, state)
+    else:
+        out.append((a, b, state))
+
+
+def clip(timeline: Sequence[Interval], start: int, stop: int) -> list[Interval]:
+    return [(max(a, start), min(b, stop), s) for a, b, s in timeline if b > start and a < stop]
+
+
+def _stops(timeline: Sequence[Interval]) -> list[tuple[int, int]]:
+    """Maximal periods that are not running."""
+    out: list[tuple[int, int]] = []
+    for a, b, state in timeline:
+        if state == "running":
+            continue
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _micro_spans(timeline: Sequence[Interval], starts: set[int]) -> list[tuple[int, int]]:
+    return [(a, b) for a, b in _stops(timeline) if a in starts]
+
+
+def _intersect(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The intersection of two sorted lists of disjoint intervals."""
+    out = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _length(intervals: Sequence[tuple[int, int]]) -> int:
+    return sum(b - a for a, b in intervals)
+
+
+def _states_in(timeline: Sequence[Interval], start: int, stop: int) -> list[str]:
+    out: list[str] = []
+    for a, b, state in timeline:
+        if b > start and a < stop and state not in out:
+            out.append(state)
+    return out

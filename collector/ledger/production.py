@@ -1,0 +1,279 @@
+"""The production ledger's tables: what derivation commits, and the reads figures are made of.
+
+Derivation commits in one transaction what it produced (closed state intervals, part counts,
+their minute sums, energy) together with its checkpoints, so the counts and the counter
+value they came from are durable together. The same SQL runs on SQLite (on a connection of
+its own on the event loop's thread, like the readings' writer) and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from collector.ledger import small_reads
+from collector.ledger.sqlite_batch import SqliteBatchWriter
+from collector.model import now_us
+
+MINUTE = 60_000_000
+
+_INTERVAL = ("INSERT INTO state_intervals (machine_id, start_ts, end_ts, state) "
+             "VALUES (:m, :s, :e, :st) ON CONFLICT (machine_id, start_ts) "
+             "DO UPDATE SET end_ts = excluded.end_ts, state = excluded.state")
+_COUNT = ("INSERT INTO part_counts (machine_id, ts, total, good, reject) "
+          "VALUES (:m, :ts, :t, :g, :r) ON CONFLICT (machine_id, ts) "
+          "DO UPDATE SET total = excluded.total, good = excluded.good, reject = excluded.reject")
+_MINUTE = ("INSERT INTO production_1m (machine_id, minute, total, good, reject, energy_kwh) "
+           "VALUES (:m, :min, :t, :g, :r, :e) ON CONFLICT (machine_id, minute) DO UPDATE SET "
+           "total = production_1m.total + excluded.total, "
+           "good = production_1m.good + excluded.good, "
+           "reject = production_1m.reject + excluded.reject, "
+           "energy_kwh = production_1m.energy_kwh + excluded.energy_kwh")
+_CHECKPOINT = ("INSERT INTO production_checkpoints (machine_id, upto, state, since, data, "
+               "updated_at) VALUES (:m, :upto, :st, :since, :data, :at) "
+               "ON CONFLICT (machine_id) DO UPDATE SET upto = excluded.upto, "
+               "state = excluded.state, since = excluded.since, data = excluded.data, "
+               "updated_at = excluded.updated_at")
+_NOTE = ("INSERT INTO downtime_notes (machine_id, start_ts, reason, comment, updated_at) "
+         "VALUES (:m, :s, :reason, :comment, :at) ON CONFLICT (machine_id, start_ts) "
+         "DO UPDATE SET reason = excluded.reason, comment = excluded.comment, "
+         "updated_at = excluded.updated_at")
+_REWIND = (
+    # an interval reaching past the end of what is derived again keeps its part after it
+    "UPDATE state_intervals SET start_ts = :until WHERE machine_id = :m AND start_ts >= :states "
+    "AND start_ts < :until AND end_ts > :until",
+    "DELETE FROM state_intervals WHERE machine_id = :m AND start_ts >= :states "
+    "AND start_ts < :until",
+    "DELETE FROM part_counts WHERE machine_id = :m AND ts >= :counts AND ts < :until",
+    "DELETE FROM production_1m WHERE machine_id = :m AND minute >= :counts AND minute < :until",
+)
+FOREVER = 2**62
+_INTERVALS = (
+    "SELECT start_ts, end_ts, state FROM state_intervals WHERE machine_id = :m "
+    "AND start_ts < :end AND start_ts >= coalesce((SELECT max(start_ts) FROM state_intervals "
+    "WHERE machine_id = :m AND start_ts <= :start), :start) ORDER BY start_ts")
+
+
+@dataclass
+class ProductionBatch:
+    """What one derivation commit writes."""
+
+    # machine -> (first interval start to drop, first count time to drop, end of what is
+    # derived again; minute-aligned): what derivation writes again in place
+    rewind: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    intervals: list[tuple[str, int, int, str]] = field(default_factory=list)
+    counts: list[tuple[str, int, int, int, int]] = field(default_factory=list)
+    energy: list[tuple[str, int, float]] = field(default_factory=list)
+    checkpoints: list[tuple[str, int, str | None, int | None, dict[str, Any]]] = field(
+        default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.rewind or self.intervals or self.counts or self.energy
+                    or self.checkpoints)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    machine: str
+    upto: int
+    state: str | None
+    since: int | None
+    data: dict[str, Any]
+    updated_at: int
+
+
+@dataclass
+class Sums:
+    total: int = 0
+    good: int = 0
+    reject: int = 0
+    energy_kwh: float = 0.0
+
+    def add(self, other: Sums) -> None:
+        self.total += other.total
+        self.good += other.good
+        self.reject += other.reject
+        self.energy_kwh += other.energy_kwh
+
+
+class ProductionStore:
+    """Reads and writes the production tables of one ledger."""
+
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._sqlite = (SqliteBatchWriter(engine.url.database or "")
+                        if self.dialect == "sqlite" else None)
+        self.commits = 0  # grows with every commit: answers built from these tables compare it
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
+
+    # writes ------------------------------------------------------------------------------------
+    async def commit(self, batch: ProductionBatch) -> None:
+        statements = _statements(batch)
+        if statements:
+            await self.commit_statements(statements)
+
+    async def set_note(self, machine: str, start: int, reason: str | None,
+                       comment: str | None) -> None:
+        row = {"m": machine, "s": start, "reason": reason, "comment": comment, "at": now_us()}
+        await self.commit_statements([(_NOTE, [row])])
+
+    async def commit_statements(self, statements: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        if self._sqlite is not None:
+            def work(conn: Any) -> None:
+                for sql, rows in statements:
+                    conn.executemany(sql, rows)
+            await self._sqlite.transaction(work)
+        else:
+            async with self.engine.begin() as conn:
+                for sql, rows in statements:
+                    await conn.execute(text(sql), rows)
+        self.commits += 1
+
+    # reads -------------------------------------------------------------------------------------
+    async def fetch(self, sql: str, params: dict[str, Any], rows: int = 5000) -> list[Any]:
+        """Rows of a read; on SQLite directly on this thread when the result is small."""
+        found = small_reads.fetch(self.engine, sql, params, rows)
+        if found is not None:
+            return found
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(text(sql), params)).tuples())
+
+    async def intervals(self, machine: str, start: int, end: int) -> list[tuple[int, int, str]]:
+        """Closed state intervals overlapping [start, end), oldest first (not clipped)."""
+        rows = await self.fetch(_INTERVALS, {"m": machine, "start": start, "end": end}, 20_000)
+        return [(int(s), int(e), str(st)) for s, e, st in rows if e > start]
+
+    async def first_interval_start(self, machine: str) -> int | None:
+        rows = await self.fetch("SELECT min(start_ts) FROM state_intervals WHERE machine_id = :m",
+                                {"m": machine}, 1)
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def checkpoints(self, machines: Sequence[str] | None = None) -> dict[str, Checkpoint]:
+        rows = await self.fetch("SELECT machine_id, upto, state, since, data, updated_at "
+                                "FROM production_checkpoints", {}, 10_000)
+        wanted = set(machines) if machines is not None else None
+        out = {}
+        for m, upto, state, since, data, at in rows:
+            if wanted is None or m in wanted:
+                out[m] = Checkpoint(m, int(upto), state, since, json.loads(data), int(at))
+        return out
+
+    async def sums(self, machine: str, start: int, end: int) -> Sums:
+        """Parts and energy in [start, end): whole minutes from the minute sums, the rest
+        from the counts themselves (energy of a partial minute pro rata)."""
+        first = -(-start // MINUTE) * MINUTE
+        last = end // MINUTE * MINUTE
+        out = Sums()
+        if first >= last:  # no whole minute inside
+            out.add(await self._exact(machine, start, end))
+            out.energy_kwh = await self._energy_part(machine, start, end)
+            return out
+        rows = await self.fetch(
+            "SELECT coalesce(sum(total), 0), coalesce(sum(good), 0), coalesce(sum(reject), 0), "
+            "coalesce(sum(energy_kwh), 0) FROM production_1m WHERE machine_id = :m "
+            "AND minute >= :a AND minute < :b", {"m": machine, "a": first, "b": last}, 1)
+        total, good, reject, energy = rows[0]
+        out.add(Sums(int(total), int(good), int(reject), float(energy)))
+        if start < first:
+            out.add(await self._exact(machine, start, first))
+            out.energy_kwh += await self._energy_part(machine, start, first)
+        if last < end:
+            out.add(await self._exact(machine, last, end))
+            out.energy_kwh += await self._energy_part(machine, last, end)
+        return out
+
+    async def _exact(self, machine: str, start: int, end: int) -> Sums:
+        rows = await self.fetch(
+            "SELECT coalesce(sum(total), 0), coalesce(sum(good), 0), coalesce(sum(reject), 0) "
+            "FROM part_counts WHERE machine_id = :m AND ts >= :a AND ts < :b",
+            {"m": machine, "a": start, "b": end}, 1)
+        total, good, reject = rows[0]
+        return Sums(int(total), int(good), int(reject))
+
+    async def _energy_part(self, machine: str, start: int, end: int) -> float:
+        """Energy of the part [start, end) of one minute: that minute's energy pro rata."""
+        minute = start // MINUTE * MINUTE
+        rows = await self.fetch("SELECT energy_kwh FROM production_1m WHERE machine_id = :m "
+                                "AND minute = :min", {"m": machine, "min": minute}, 1)
+        if not rows:
+            return 0.0
+        return float(rows[0][0]) * (min(end, minute + MINUTE) - start) / MINUTE
+
+    async def sums_by_edges(self, machines: Sequence[str],
+                            edges: Sequence[int]) -> dict[tuple[str, int], Sums]:
+        """Parts and energy of each machine between consecutive minute-aligned `edges`:
+        {(machine, i): sums of [edges[i], edges[i+1])}; missing keys are zero."""
+        out: dict[tuple[str, int], Sums] = defaultdict(Sums)
+        if len(edges) < 2 or not machines:
+            return out
+        params: dict[str, Any] = {"a": edges[0], "z": edges[-1]}
+        cases = []
+        for i, edge in enumerate(edges[1:-1], start=1):
+            params[f"e{i}"] = edge
+            cases.append(f"WHEN minute < :e{i} THEN {i - 1}")
+        bucket = f"CASE {' '.join(cases)} ELSE {len(edges) - 2} END" if cases else "0"
+        names = []
+        for i, machine in enumerate(machines):
+            params[f"m{i}"] = machine
+            names.append(f":m{i}")
+        rows = await self.fetch(
+            f"SELECT machine_id, {bucket} AS k, sum(total), sum(good), sum(reject), "
+            f"sum(energy_kwh) FROM production_1m WHERE machine_id IN ({', '.join(names)}) "
+            "AND minute >= :a AND minute < :z GROUP BY machine_id, k", params, 20_000)
+        for machine, k, total, good, reject, energy in rows:
+            out[(machine, int(k))] = Sums(int(total), int(good), int(reject), float(energy))
+        return out
+
+    async def count_times(self, machine: str, start: int, end: int) -> list[tuple[int, int, int, int]]:
+        """Every count event (ts, total, good, reject) in [start, end)."""
+        rows = await self.fetch(
+            "SELECT ts, total, good, reject FROM part_counts WHERE machine_id = :m "
+            "AND ts >= :a AND ts < :b ORDER BY ts", {"m": machine, "a": start, "b": end}, 200_000)
+        return [(int(a), int(b), int(c), int(d)) for a, b, c, d in rows]
+
+    async def notes(self, machine: str, start: int, end: int) -> dict[int, tuple[str | None, str | None]]:
+        rows = await self.fetch(
+            "SELECT start_ts, reason, comment FROM downtime_notes WHERE machine_id = :m "
+            "AND start_ts >= :a AND start_ts < :b", {"m": machine, "a": start, "b": end}, 20_000)
+        return {int(s): (reason, comment) for s, reason, comment in rows}
+
+
+def _statements(batch: ProductionBatch) -> list[tuple[str, list[dict[str, Any]]]]:
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    for machine, (states_from, counts_from, until) in batch.rewind.items():
+        row = {"m": machine, "states": states_from, "counts": counts_from, "until": until}
+        out += [(sql, [row]) for sql in _REWIND]
+    if batch.intervals:
+        out.append((_INTERVAL, [{"m": m, "s": s, "e": e, "st": st}
+                                for m, s, e, st in batch.intervals]))
+    minutes: dict[tuple[str, int], list[float]] = {}
+    if batch.counts:
+        out.append((_COUNT, [{"m": m, "ts": ts, "t": t, "g": g, "r": r}
+                             for m, ts, t, g, r in batch.counts]))
+        for m, ts, t, g, r in batch.counts:
+            acc = minutes.setdefault((m, ts // MINUTE * MINUTE), [0, 0, 0, 0.0])
+            acc[0] += t
+            acc[1] += g
+            acc[2] += r
+    for m, ts, kwh in batch.energy:
+        minutes.setdefault((m, ts // MINUTE * MINUTE), [0, 0, 0, 0.0])[3] += kwh
+    if minutes:
+        out.append((_MINUTE, [{"m": m, "min": minute, "t": int(a[0]), "g": int(a[1]),
+                               "r": int(a[2]), "e": float(a[3])}
+                              for (m, minute), a in sorted(minutes.items())]))
+    if batch.checkpoints:
+        at = now_us()
+        out.append((_CHECKPOINT, [{"m": m, "upto": upto, "st": st, "since": since,
+                                   "data": json.dumps(data, separators=(",", ":")), "at": at}
+                                  for m, upto, st, since, data in batch.checkpoints]))
+    return out
