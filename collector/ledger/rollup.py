@@ -1,19 +1,11 @@
-"""One-minute rollups and latest values of the readings, kept by the writer in the same
-transaction.
+"""The statements and per-batch deltas that keep `latest_readings` (the newest reading of each
+series) and `readings_1m` (count, min, max, sum and newest reading per series and UTC minute)
+in step with the readings, in the writer's transaction, so that latest values and
+whole-minute aggregates need not read every reading.
 
-`latest_readings` holds the newest reading of each series; a batch moves it forward only
-(`ts` strictly newer), so a replay never replaces the value the ledger kept for a timestamp.
-
-`readings_1m` holds, per series and UTC minute: the number of readings, of non-null values,
-their min, max and sum, and the newest reading (ts, value, text). Any bucket that is a whole
-number of minutes (1m to 1d, UTC or a zone whose offset is whole minutes) is then a GROUP BY
-over 60x fewer rows; the partial minutes at either end of a range come from the raw readings.
-
-The rollup must count each stored reading exactly once, while the insert into `readings`
-silently skips rows already there (a replay). So the writer adds a batch's deltas only when
-every row of the batch was inserted (the usual case, known from the row count); otherwise it
-recomputes the touched minutes from the readings themselves, which is right whatever was
-stored before.
+A replayed batch cannot tell which of its rows were already stored, and a minute must count
+each reading once: the writer adds a batch's deltas only when every row went in, and
+otherwise recomputes the touched minutes from the readings (`RECOMPUTE`).
 """
 
 from __future__ import annotations
@@ -78,7 +70,7 @@ RECOMPUTE = (
     "last_value = excluded.last_value, last_text = excluded.last_text"
 )
 
-
+# forward only (`ts` strictly newer): a replay never replaces the value kept for a timestamp
 LATEST = (
     "INSERT INTO latest_readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "

@@ -1,18 +1,11 @@
 """Small SQLite reads on the event loop's own thread.
 
-aiosqlite runs each query in a thread of its own connection. Python's sqlite3 module lets go
-of the GIL around every step of a query, so a thread fetching a result of N rows takes the GIL
-back N times, and while the event loop is busy (formatting an answer, decoding MQTT
-messages) each of those takes can wait long (see `sqlite_batch` for why). Measured on a
-2-core box with 8 API clients: fetching 1,440 rollup rows went from 1.6 ms alone to tens of
-milliseconds, and two threads reading at once served fewer queries than one.
-
-A read with a bounded result (the latest value of each series, a page of at most `MAX_ROWS`
-readings, up to `MAX_ROWS` minute rollups, the series list) therefore runs here,
-synchronously, on a read-only connection of its own: it holds the loop for about as long as
-formatting its answer does anyway (~1 ms per 1,500 rows) and never waits for the GIL.
-Anything larger, or a read that finds the file locked, goes through aiosqlite as before. In
-WAL mode this connection sees every committed batch and never blocks the writer.
+A thread fetching N rows (aiosqlite's) takes the GIL back N times and, beside a busy event
+loop, waits long for each (see `sqlite_batch`). A read with a bounded result (at most
+`MAX_ROWS` rows: latest values, a page, minute rollups, the series list) therefore runs here,
+synchronously, on a read-only connection of its own; anything larger, or a read that finds
+the file locked, goes through aiosqlite. In WAL mode this connection sees every committed
+batch and never blocks the writer.
 """
 
 from __future__ import annotations
@@ -38,11 +31,9 @@ _PRAGMAS = [p for p in SQLITE_PRAGMAS
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a synchronous stretch that makes many
-    objects which cannot form cycles (the row tuples of a result). Every 700 new tuples set
-    off a collection, and the rows that survive to the older generations make the full
-    collections come often: a 10,000-row fetch took 17.5 ms with the collector running
-    (9-12 ms with start-up objects frozen) and 7.2 ms without it. Reference counting still
-    frees everything; the collector runs again at its next turn."""
+    objects which cannot form cycles (the row tuples of a result), whose collections would
+    slow a large fetch down markedly (BENCHMARKS.md). Reference counting still frees
+    everything; the collector runs again at its next turn."""
     if not gc.isenabled():
         yield
         return

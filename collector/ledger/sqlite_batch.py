@@ -1,27 +1,11 @@
-"""The SQLite hot path: a batch, its latest values and its minute rollups, committed by the
-event loop's own thread on a connection of the writer's own, a few thousand rows at a time.
+"""SQLite writes: a batch, its latest values and its minute rollups, committed by the event
+loop's own thread on the writer's own connection, in multi-row statements, giving the loop a
+turn every few milliseconds.
 
-Not through a worker thread (aiosqlite's, or one of our own): a thread needs the GIL back
-after every SQLite call, and while the event loop runs Python (eight API clients asking for
-large answers, MQTT messages arriving) it hardly ever gets it. The loop lets go of the GIL
-for a moment at every turn and takes it straight back, and CPython only forces a hand-over
-to a waiting thread when no hand-over happened for a whole switch interval, so the thread
-keeps losing the race. Measured: one 4,096-row INSERT took 12 ms alone, 7.5 ms beside a
-thread spinning in Python, and 3.1 s beside a busy event loop; a 20,000-reading batch 30 to
-60 s. On the loop's own thread the same batch costs its ~2 µs per reading of CPU and nothing
-else, and the loop has a turn every few milliseconds, between statements (at most 1,024
-rows, ~3 ms each).
-
-Two things would still block the loop, so they are kept off it: waiting for another
-connection's write lock (`BEGIN IMMEDIATE` is tried without waiting and retried after a
-sleep) and checkpoints (copying the WAL back into the database file, with an fsync), which
-run on a thread of their own once the WAL passes `CHECKPOINT_BYTES`; that thread spends its
-time inside SQLite and needs the GIL only to start and finish.
-
-Rows go in as multi-row `INSERT ... VALUES (...), (...)` statements, not `executemany`, which
-steps row by row. Chunk sizes are powers of two, so a handful of statement texts repeat and
-stay prepared in the statement cache (a prepared 1,024-row statement holds ~0.5 MB;
-arbitrary sizes would fill the cache with them).
+Not through a thread (aiosqlite's or ours): beside a busy event loop a thread hardly ever gets
+the GIL back between SQLite calls (see "Notes behind design choices" in BENCHMARKS.md). What
+would still block the loop stays off it: another connection's write lock (`BEGIN IMMEDIATE`
+is retried after a sleep) and checkpoints, which run on a thread of their own.
 """
 
 from __future__ import annotations
@@ -197,9 +181,8 @@ def _checkpoint(path: str) -> None:
 
 
 class Turns:
-    """Gives the event loop a turn once the writer has held it for `TURN` seconds. Not after
-    every statement: while the API is busy one turn can take tens of milliseconds, and a
-    1,000-reading batch of 15 statements then took 0.5 s instead of 5 ms."""
+    """Gives the event loop a turn once the writer has held it for `TURN` seconds: not after
+    every statement, as a busy loop's turn can be long and a batch has many statements."""
 
     def __init__(self) -> None:
         self.since = time.perf_counter()
