@@ -124,10 +124,14 @@ async def oee(machine_id: str, request: Request, start: str | None = None,
     return _times(await report.oee(machine_id, a, b), "start", "end")
 
 
-def _downtime(d: Downtime, report: ProductionReport) -> dict[str, Any]:
+def _downtime(d: Downtime, report: ProductionReport, window: tuple[int, int] | None = None
+              ) -> dict[str, Any]:
+    """A downtime as the API shows it, clipped to the asked window (its id is not)."""
     reason = report.reasons.get(d.reason or "")
-    return {"id": d.id, "machine": d.machine, "start": format_ts(d.start),
-            "end": format_ts(d.end), "duration_s": round(d.seconds, 3), "states": d.states,
+    start, end = (max(d.start, window[0]), min(d.end, window[1])) if window else (d.start, d.end)
+    return {"id": d.id, "machine": d.machine, "start": format_ts(start),
+            "end": format_ts(end), "duration_s": round((end - start) / 1e6, 3),
+            "states": d.states,
             "reason": d.reason, "reason_label": reason.label if reason else None,
             "planned": bool(reason and reason.planned), "comment": d.comment,
             "ongoing": d.ongoing}
@@ -141,7 +145,7 @@ async def downtimes(machine_id: str, request: Request, start: str | None = None,
     await _machine(rt, report, machine_id)
     a, b = resolve_range(start, end)
     micro, found = await report.downtimes(machine_id, a, b)
-    return {"micro_stops": micro, "items": [_downtime(d, report) for d in found],
+    return {"micro_stops": micro, "items": [_downtime(d, report, (a, b)) for d in found],
             "reasons": [{"code": r.code, "label": r.label or r.code, "planned": r.planned}
                         for r in report.reasons.values()]}
 

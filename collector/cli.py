@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
 
+    rebuild = sub.add_parser(
+        "rebuild", help="derive a machine's states, counts and downtimes again from its readings")
+    _add_config(rebuild)
+    rebuild.add_argument("--machine", required=True, help="the machine's id")
+    rebuild.add_argument("--start", required=True,
+                         help="RFC 3339 (2026-11-22T06:00:00+08:00) or epoch milliseconds")
+    rebuild.add_argument("--end", default=None, help="as --start; default now")
+    rebuild.set_defaults(func=cmd_rebuild)
+
     demo = sub.add_parser("demo", help="simulated machines + a collector + the status page")
     demo.add_argument("--data", default="demo-data", help="folder for the demo ledger")
     demo.add_argument("--port", type=int, default=8080, help="API and status page port")
@@ -142,6 +151,28 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     print(f"ledger schema at revision {revision}")
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from collector.derive.rebuild import RebuildError, parse_when, rebuild
+    from collector.model import now_us
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        start = parse_when("start", args.start)
+        end = parse_when("end", args.end) if args.end else now_us()
+        result = asyncio.run(rebuild(config, args.machine, start, end))  # type: ignore[arg-type]
+    except RebuildError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        print(f"collector: cannot rebuild: {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return EXIT_ERROR
+    print(result.summary())
     return EXIT_OK
 
 

@@ -202,29 +202,32 @@ class ProductionReport:
     # downtimes ---------------------------------------------------------------------------------
     async def downtimes(self, machine: str, start: int, end: int,
                         timeline: list[Interval] | None = None) -> tuple[int, list[Downtime]]:
-        """(micro-stops, downtimes) of [start, end): maximal periods that are not running,
-        inside planned time; shorter than `micro_stop`: micro-stops. Clipped to the window."""
+        """(micro-stops, downtimes) overlapping [start, end): maximal periods that are not
+        running, inside planned time; shorter than `micro_stop`: micro-stops (counted where
+        they start). A downtime keeps its whole extent (its id is where it starts)."""
         rules = self.rules.get(machine)
-        stop = min(end, self.clock())
+        now = self.clock()
+        stop = min(end, now)
         if rules is None or stop <= start:
             return 0, []
-        if timeline is None or not timeline or timeline[0][0] > start - LOOKBACK:
-            timeline = await self.timeline(machine, start - LOOKBACK, stop)
-        notes = await self.store.notes(machine, start - LOOKBACK, stop)
-        planned = self.calendar.planned(start - LOOKBACK, stop)
+        lo, hi = start - LOOKBACK, min(now, stop + LOOKBACK)
+        if timeline is None or not timeline or timeline[0][0] > lo or timeline[-1][1] < hi:
+            timeline = await self.timeline(machine, lo, hi)
+        notes = await self.store.notes(machine, lo, stop)
+        planned = self.calendar.planned(lo, hi)
         micro = 0
         out = []
         for a, b in _stops(timeline):
             for pa, pb in _intersect([(a, b)], planned):
                 if pb <= start or pa >= stop:
                     continue
-                ongoing = pb >= stop and timeline[-1][1] >= stop and timeline[-1][2] != "running"
+                ongoing = pb >= now
                 if pb - pa < rules.micro_stop:
-                    if not ongoing:
-                        micro += 1 if pa >= start else 0
+                    if not ongoing and pa >= start:
+                        micro += 1
                     continue
                 reason, comment = notes.get(pa, (None, None))
-                states = _states_in(timeline, max(pa, start), min(pb, stop))
+                states = _states_in(timeline, pa, pb)
                 out.append(Downtime(machine, pa, pb, states, reason, comment, ongoing))
         return micro, out
 
@@ -257,7 +260,8 @@ class ProductionReport:
         fig.ideal_cycle_s = rules.ideal_cycle
         if stop <= start:
             return fig
-        timeline = await self.timeline(machine, start - LOOKBACK, stop)
+        timeline = await self.timeline(machine, start - LOOKBACK,
+                                       min(self.clock(), stop + LOOKBACK))
         inside = clip(timeline, start, stop)
         planned = self.calendar.planned(start, stop)
         assert fig.seconds is not None
@@ -279,14 +283,14 @@ class ProductionReport:
                                       for d in downs), default=0.0)
         if sums is None:
             sums = await self.store.sums(machine, start, stop)
-        fig.total, fig.good, fig.reject = self._roles(rules, sums)
+        fig.total, fig.good, fig.reject = self.roles(rules, sums)
         fig.energy_kwh = sums.energy_kwh
         if rules.ideal_cycle is not None:
             fig.ideal_s = rules.ideal_cycle * fig.total
         return fig
 
     @staticmethod
-    def _roles(rules: MachineRules, sums: Sums) -> tuple[int, int, int]:
+    def roles(rules: MachineRules, sums: Sums) -> tuple[int, int, int]:
         """(total, good, reject) from the configured counters: the third follows from two;
         a total alone counts every part as good."""
         roles = rules.counter_roles
@@ -340,13 +344,13 @@ class ProductionReport:
                 a += bucket
         spans = [(a, b) for a, b in spans if b > a]
         sums = await self.store.sums(machine, start, stop) if rules else Sums()
-        total, good, reject = self._roles(rules, sums) if rules else (0, 0, 0)
+        total, good, reject = self.roles(rules, sums) if rules else (0, 0, 0)
         out: dict[str, Any] = {"start": start, "end": stop, "total": total, "good": good,
                                "reject": reject}
         if bucket is not None:
             items = []
             for (a, b), s in zip(spans, await self._span_sums(machine, spans), strict=True):
-                t, g, r = self._roles(rules, s) if rules else (0, 0, 0)
+                t, g, r = self.roles(rules, s) if rules else (0, 0, 0)
                 items.append({"start": a, "end": b, "total": t, "good": g, "reject": r})
             out["items"] = items
         return out

@@ -146,7 +146,7 @@ class ProductionStore:
         if found is not None:
             return found
         async with self.engine.connect() as conn:
-            return list((await conn.execute(text(sql), params)).tuples())
+            return [tuple(row) for row in (await conn.execute(text(sql), params)).all()]
 
     async def intervals(self, machine: str, start: int, end: int) -> list[tuple[int, int, str]]:
         """Closed state intervals overlapping [start, end), oldest first (not clipped)."""

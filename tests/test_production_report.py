@@ -1,0 +1,189 @@
+"""Production figures from stored intervals and counts, against hand-computed results, on
+SQLite and PostgreSQL: the ISO 22400 worked example, downtimes and micro-stops, planned
+reasons, shifts across midnight and both DST days."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from collector.config import parse_config
+from collector.derive.report import ProductionReport
+from collector.ledger.production import ProductionBatch
+from collector.model import us_from_datetime
+
+S = 1_000_000
+MIN = 60 * S
+
+CONFIG = """
+plant:
+  timezone: {tz}
+  shifts: {shifts}
+  breaks: {breaks}
+  downtime_reasons:
+    - {{code: tool_change, label: Tool change, planned: true}}
+    - {{code: no_material, label: No material}}
+machines:
+  - id: press07
+    line: line2
+    sources:
+      - id: io
+        protocol: modbus
+        host: 127.0.0.1
+        port: 5020
+        tags:
+          - {{name: current, address: 0, type: float32}}
+          - {{name: total, address: 2, type: uint32}}
+          - {{name: reject, address: 4, type: uint32}}
+    production:
+      states:
+        - {{state: running, when: "current > 8"}}
+        - {{state: stopped, when: "true"}}
+      counters: {{total: total, reject: reject}}
+      ideal_cycle: 1s
+      micro_stop: {micro}
+"""
+
+
+def at(text: str) -> int:
+    return us_from_datetime(datetime.fromisoformat(text))
+
+
+def report(ledger, clock: str, tz: str = "UTC", shifts: str = "[]", breaks: str = "[]",
+           micro: str = "2m") -> ProductionReport:
+    config = parse_config(CONFIG.format(tz=tz, shifts=shifts, breaks=breaks, micro=micro))
+    now = at(clock)
+    return ProductionReport(config, ledger.production, clock=lambda: now)
+
+
+def timeline(start: str, pieces: list[tuple[int, str]]) -> list[tuple[str, int, int, str]]:
+    """Intervals from `start`, each (minutes, state)."""
+    out, t = [], at(start)
+    for minutes, state in pieces:
+        out.append(("press07", t, t + minutes * MIN, state))
+        t += minutes * MIN
+    return out
+
+
+ISO_SHIFT = '[{name: day, start: "06:00", end: "14:00"}]'
+ISO_BREAKS = ('[{start: "08:00", end: "08:15"}, {start: "10:00", end: "10:30"}, '
+              '{start: "12:00", end: "12:15"}]')
+ISO_DAY = [(120, "running"), (15, "stopped"), (45, "running"), (47, "stopped"), (13, "running"),
+           (30, "stopped"), (90, "running"), (15, "stopped"), (105, "running")]
+
+
+async def store_iso_example(ledger) -> None:
+    """A shift of 480 min with 60 min of breaks and a 47 min stop; 19,271 parts, 423 rejects."""
+    batch = ProductionBatch(intervals=timeline("2026-11-23T06:00:00+00:00", ISO_DAY))
+    batch.counts = [("press07", at("2026-11-23T06:30:00+00:00"), 10_000, 0, 200),
+                    ("press07", at("2026-11-23T11:00:00.500+00:00"), 9_271, 0, 223)]
+    await ledger.production.commit(batch)
+
+
+async def test_iso_22400_worked_example(ledger) -> None:
+    await store_iso_example(ledger)
+    rep = report(ledger, "2026-11-23T15:00:00+00:00", shifts=ISO_SHIFT, breaks=ISO_BREAKS)
+    oee = await rep.oee("press07", at("2026-11-23T06:00:00+00:00"), at("2026-11-23T14:00:00+00:00"))
+    assert oee["planned_s"] == 420 * 60
+    assert (oee["running_s"], oee["stopped_s"], oee["idle_s"], oee["offline_s"]) == (
+        373 * 60, 107 * 60, 0, 0)
+    assert (oee["total"], oee["good"], oee["reject"]) == (19_271, 18_848, 423)
+    assert oee["availability"] == pytest.approx(373 / 420, abs=1e-6)  # 0.8881
+    assert oee["performance"] == pytest.approx(19_271 / (373 * 60), abs=1e-6)  # 0.8611
+    assert oee["quality"] == pytest.approx(18_848 / 19_271, abs=1e-6)  # 0.9780
+    assert oee["oee"] == pytest.approx(373 / 420 * 19_271 / 22_380 * 18_848 / 19_271, abs=1e-5)
+    micro, downs = await rep.downtimes("press07", at("2026-11-23T06:00:00+00:00"),
+                                       at("2026-11-23T14:00:00+00:00"))
+    # the stops in breaks are not in planned time: one downtime, 09:00-09:47
+    assert micro == 0
+    assert [(d.start, d.end, d.states) for d in downs] == [
+        (at("2026-11-23T09:00:00+00:00"), at("2026-11-23T09:47:00+00:00"), ["stopped"])]
+
+
+async def test_a_planned_reason_takes_the_downtime_out_of_planned_time(ledger) -> None:
+    await store_iso_example(ledger)
+    rep = report(ledger, "2026-11-23T15:00:00+00:00", shifts=ISO_SHIFT, breaks=ISO_BREAKS)
+    start, end = at("2026-11-23T06:00:00+00:00"), at("2026-11-23T14:00:00+00:00")
+    _, downs = await rep.downtimes("press07", start, end)
+    with pytest.raises(ValueError, match="unknown reason 'coffee'"):
+        await rep.set_reason(downs[0].id, "coffee", None)
+    await rep.set_reason(downs[0].id, "tool_change", "die 4")
+    oee = await rep.oee("press07", start, end)
+    assert oee["planned_s"] == 373 * 60 and oee["availability"] == 1.0
+    await rep.set_reason(downs[0].id, "no_material", "coil late")  # unplanned again
+    oee = await rep.oee("press07", start, end)
+    assert oee["planned_s"] == 420 * 60
+    _, downs = await rep.downtimes("press07", start, end)
+    assert (downs[0].reason, downs[0].comment) == ("no_material", "coil late")
+
+
+async def test_stops_shorter_than_micro_stop_are_micro_stops_not_downtimes(ledger) -> None:
+    batch = ProductionBatch(intervals=timeline("2026-11-23T06:00:00+00:00", [
+        (10, "running"), (1, "stopped"), (10, "running"), (3, "idle"), (10, "running"),
+        (1, "stopped"), (1, "offline"), (10, "running")]))
+    await ledger.production.commit(batch)
+    rep = report(ledger, "2026-11-23T12:00:00+00:00", micro="2m")
+    micro, downs = await rep.downtimes("press07", at("2026-11-23T06:00:00+00:00"),
+                                       at("2026-11-23T07:00:00+00:00"))
+    # 1 min stopped: micro; 3 min idle: downtime; stopped + offline together 2 min: downtime;
+    # nothing observed after 06:46: offline, a downtime that goes on
+    assert micro == 1
+    assert [((d.end - d.start) // MIN, d.states, d.ongoing) for d in downs] == [
+        (3, ["idle"], False), (2, ["stopped", "offline"], False), (314, ["offline"], True)]
+
+
+async def test_a_night_shift_belongs_to_the_date_it_starts_on(ledger) -> None:
+    shifts = ('[{name: early, start: "06:00", end: "14:00"}, '
+              '{name: night, start: "22:00", end: "06:00"}]')
+    batch = ProductionBatch(intervals=timeline("2026-11-23T21:00:00+00:00", [
+        (180, "running"), (300, "stopped"), (60, "running")]))
+    batch.counts = [("press07", at("2026-11-24T00:30:00+00:00"), 50, 0, 1)]
+    await ledger.production.commit(batch)
+    rep = report(ledger, "2026-11-25T00:00:00+00:00", shifts=shifts)
+    rows = {row["shift"]: row for row in await rep.daily(date(2026, 11, 23))}
+    night = rows["night"]
+    # 22:00-06:00: running 22:00-00:00 (2 h), stopped 00:00-05:00, running 05:00-06:00
+    assert (night["running_s"], night["stopped_s"], night["offline_s"]) == (3 * 3600, 5 * 3600, 0)
+    assert (night["total"], night["reject"], night["good"]) == (50, 1, 49)
+    assert night["downtimes"] == 1 and night["longest_downtime_s"] == 5 * 3600
+    early = rows["early"]  # nothing was observed: offline the whole shift
+    assert early["offline_s"] == 8 * 3600 and early["total"] == 0
+
+
+@pytest.mark.parametrize(("day", "hours"), [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25)])
+async def test_dst_days_have_23_and_25_hours(ledger, day: date, hours: int) -> None:
+    rep = report(ledger, "2027-01-01T00:00:00+00:00", tz="Europe/Berlin")
+    rows = await rep.daily(day)
+    assert [r["shift"] for r in rows] == ["day"]
+    row = rows[0]
+    assert row["planned_s"] == hours * 3600
+    assert row["running_s"] + row["idle_s"] + row["stopped_s"] + row["offline_s"] == hours * 3600
+
+
+@pytest.mark.parametrize(("day", "hours"), [(date(2026, 3, 28), 7), (date(2026, 10, 24), 9)])
+async def test_a_night_shift_across_a_dst_change(ledger, day: date, hours: int) -> None:
+    rep = report(ledger, "2027-01-01T00:00:00+00:00", tz="Europe/Berlin",
+                 shifts='[{name: night, start: "22:00", end: "06:00"}]')
+    [row] = await rep.daily(day)
+    start = datetime.fromisoformat(f"{day.isoformat()}T22:00:00").replace(
+        tzinfo=ZoneInfo("Europe/Berlin"))
+    assert row["start"] == us_from_datetime(start.astimezone(UTC))
+    assert row["planned_s"] == hours * 3600 and row["offline_s"] == hours * 3600
+
+
+async def test_parts_per_shift_and_per_bucket_are_exact_at_any_edge(ledger) -> None:
+    batch = ProductionBatch()
+    batch.counts = [("press07", at("2026-11-23T06:00:10+00:00"), 3, 0, 0),
+                    ("press07", at("2026-11-23T06:00:50+00:00"), 4, 0, 1),
+                    ("press07", at("2026-11-23T06:01:30+00:00"), 5, 0, 0)]
+    await ledger.production.commit(batch)
+    rep = report(ledger, "2026-11-24T00:00:00+00:00")
+    got = await rep.production("press07", at("2026-11-23T06:00:30+00:00"),
+                               at("2026-11-23T06:01:31+00:00"), 30 * S)
+    assert (got["total"], got["reject"]) == (9, 1)  # the event at 06:00:10 is outside
+    assert [(i["total"], i["reject"]) for i in got["items"]] == [(4, 1), (0, 0), (5, 0)]
+    line = await rep.line_oee("line2", at("2026-11-23T06:00:00+00:00"),
+                              at("2026-11-23T07:00:00+00:00"))
+    assert (line["total"], line["good"], line["machines"]) == (12, 11, ["press07"])
