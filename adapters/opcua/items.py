@@ -149,7 +149,7 @@ class ReadingMaker:
             if ts > item.last_ts:
                 item.last_ts = ts
             if quality is not GOOD or item.status is not None:
-                self._note_status(item, ua.StatusCode(status), quality)  # type: ignore[arg-type]  # UInt32 is an int
+                self._note_status(item, ua.StatusCode(status), quality)  # type: ignore[arg-type]  # asyncua annotates UInt32, takes an int
             if vtype == _FLOAT and value is not None:
                 value = shortest_float32(value)
             for b in item.tags:
