@@ -20,6 +20,7 @@ from api.schemas import (
     DowntimeItem,
     DowntimeList,
     DowntimeUpdate,
+    Error,
     Oee,
     ProductionCounts,
     StateList,
@@ -152,6 +153,7 @@ async def downtimes(machine_id: str, request: Request, start: str | None = None,
 
 @router.patch("/downtimes/{downtime_id}", response_model=DowntimeItem,
               dependencies=[Depends(require_write_key)],
+              responses={403: {"model": Error, "description": "no key of api.write_keys given"}},
               summary="Set a downtime's reason and comment (needs a key of api.write_keys)")
 async def set_downtime(downtime_id: str, request: Request,
                        body: Annotated[DowntimeUpdate, Body()]) -> dict[str, Any]:
