@@ -257,7 +257,8 @@ class Derivation:
         md = await self.state_at(rules, at)
         rewind_states = md.since if md.state is not None else at
         out = Output()
-        seen = await self._replay(md, md.upto, until, out)
+        # a splice keeps the readings at `until` and after as they were counted
+        seen = await self._replay(md, md.upto, until - 1 if splice else until, out)
         batch = ProductionBatch()
         self.stats.update(out.events)
         batch.intervals += out.intervals
