@@ -41,6 +41,7 @@ class Health(BaseModel):
     status: str
     sources: list[SourceStatus]
     ledger: LedgerStatus
+    production: dict[str, Any] | None = None  # derivation of states and counts, when configured
 
 
 @router.get("/api/v1/health", response_model=Health, summary="Collector and ledger health")
@@ -53,4 +54,9 @@ async def get_health(rt: Any = Depends(runtime)) -> Health:
     enabled = {(m.id, s.id) for m in rt.config.machines for s in m.sources if s.enabled}
     healthy = ledger.ok and ledger.dropped == 0 and all(
         s.connected for s in sources if (s.machine, s.source) in enabled)
-    return Health(status="ok" if healthy else "degraded", sources=sources, ledger=ledger)
+    derivation = getattr(rt, "derivation", None)
+    production = derivation.health() if derivation is not None and derivation.rules else None
+    if production is not None and production.get("last_error"):
+        healthy = False
+    return Health(status="ok" if healthy else "degraded", sources=sources, ledger=ledger,
+                  production=production)

@@ -71,6 +71,21 @@ class RuntimeCollector:
         writes.add_metric([], p.write_seconds.cumulative(), p.write_seconds.sum)
         yield writes
 
+        derivation = getattr(rt, "derivation", None)
+        if derivation is not None and derivation.rules:  # the production ledger (collector.derive)
+            stats = derivation.stats
+            yield _gauge("collector_production_up", "1 when derivation is running and committing",
+                         1.0 if derivation.ready and derivation.last_error is None else 0.0)
+            yield _counter("collector_production_readings", "Readings taken in by derivation", stats["readings"])
+            yield _counter("collector_production_intervals", "State intervals closed", stats["intervals"])
+            yield _counter("collector_production_count_events", "Readings that showed new parts", stats["count_events"])
+            events = CounterMetricFamily("collector_production_events", "Counter wraps, resets, noise, late readings, clock jumps, derivations again", labels=["event"])
+            for event in ("counter_wrap", "counter_reset", "counter_noise", "late_readings",
+                          "rederived", "clock_future", "clock_past", "errors"):
+                events.add_metric([event], stats[event])
+            yield events
+            yield _gauge("collector_production_buffered_readings", "Readings waiting to be taken in", sum(len(b) for b in derivation.buffers.values()))
+
         if self.offload is not None:  # the API's worker processes (api.offload)
             o = self.offload
             yield _gauge("collector_api_workers", "Worker processes building large API answers", o.workers)

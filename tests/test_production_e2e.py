@@ -162,6 +162,8 @@ async def test_states_parts_downtimes_and_oee_equal_what_the_press_did(tmp_path:
             downtimes = (await client.get("/api/v1/machines/press07/downtimes",
                                           params=window)).json()
             oee = (await client.get("/api/v1/machines/press07/oee", params=window)).json()
+            health = (await client.get("/api/v1/health")).json()
+            metrics = (await client.get("/metrics")).text
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -174,6 +176,8 @@ async def test_states_parts_downtimes_and_oee_equal_what_the_press_did(tmp_path:
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert len(killed) == 1
+    assert health["production"]["ready"] is True and health["production"]["machines"] == 1
+    assert 'collector_production_events_total{event="counter_wrap"}' in metrics
 
     # the states, as the press went through them (polls every 0.2 s: edges within 0.5 s)
     seen = [(s["state"], s["duration_s"]) for s in states if s["duration_s"] >= 0.5]
