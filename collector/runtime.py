@@ -98,7 +98,8 @@ class Runtime:
         self.pipeline = Pipeline(self.ledger, self.spool, config.pipeline, tag_rules(config))
         rules = [r for r in map(compile_rules, config.machines) if r is not None]
         self.derivation = Derivation(rules, self.ledger)
-        self.pipeline.on_commit.append(self.derivation.committed)
+        if rules:  # nothing to look at in each batch otherwise
+            self.pipeline.on_commit.append(self.derivation.committed)
         self.health: list[SourceHealth] = []
         self.started_at = now_us()
         self._tasks: list[asyncio.Task[Any]] = []

@@ -67,7 +67,7 @@ class Derivation:
         self.tick = tick
         self.clock = clock
         self.machines: dict[str, MachineDerivation] = {}
-        self.wanted = {(r.machine, tag) for r in rules for tag in r.tags}
+        self.wanted: dict[str, frozenset[str]] = {r.machine: r.tags for r in rules}
         self.buffers: dict[str, list[Item]] = defaultdict(list)
         self.late: dict[str, int] = {}  # machine -> earliest late reading
         self._last_rederive: dict[str, float] = {}
@@ -84,7 +84,8 @@ class Derivation:
         wanted = self.wanted
         buffers = self.buffers
         for r in batch:
-            if (r.machine, r.tag) in wanted:
+            tags = wanted.get(r.machine)
+            if tags is not None and r.tag in tags:
                 buffers[r.machine].append((r.ts, r.tag, stored_form(r.value), int(r.quality)))
 
     # task --------------------------------------------------------------------------------------
