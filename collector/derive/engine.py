@@ -235,11 +235,19 @@ class Derivation:
         last = self._last_rederive.get(machine, 0.0)
         if time.monotonic() - last < REDERIVE_EVERY:
             return
-        at = self.late.pop(machine)
         self._last_rederive[machine] = time.monotonic()
         await self._commit()  # what is pending goes first: the rewind starts from it
+        at = self.late.pop(machine)
         old = self.machines[machine]
-        md, seen = await self.rederive(machine, at, horizon)
+        self._log_limited(f"{machine}/late", f"{machine}: readings arrived "
+                          f"{(old.upto - at) / 1e6:.1f} s after their time (a spool replay, or "
+                          "a device clock behind); states and counts derived again from the "
+                          "ledger from that minute")
+        try:
+            md, seen = await self.rederive(machine, at, horizon)
+        except BaseException:
+            self.late[machine] = min(at, self.late.get(machine, at))  # tried again next tick
+            raise
         md.begin = old.begin
         self.machines[machine] = md
         self._drop_seen(machine, seen, md.upto)
