@@ -1,5 +1,6 @@
-// What values look like on the status page: numbers, durations, ages, clock and sparklines.
-// Loaded before status.js, which takes these from window.StatusDraw.
+// What values look like on the status and ledger pages: numbers, durations, ages, clock,
+// sparklines and state bars. Loaded before status.js and ledger.js, which take these from
+// window.StatusDraw.
 "use strict";
 window.StatusDraw = (() => {
   const SVG = "http://www.w3.org/2000/svg";
@@ -85,5 +86,56 @@ window.StatusDraw = (() => {
     return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   }
 
-  return { sparkline, fmtNumber, fmtInt, fmtSeconds, fmtAge, clock };
+  // seconds as hours and minutes, "7:45"; null as a dash
+  function fmtHm(s) {
+    if (s === null || s === undefined) return "—";
+    const m = Math.round(s / 60);
+    return `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}`;
+  }
+
+  // a ratio 0..1 as a percentage with one decimal, "72.4 %"; null (nothing to divide by) as a dash
+  function fmtPct(r) {
+    return r === null || r === undefined ? "—" : `${(r * 100).toFixed(1)} %`;
+  }
+
+  // a duration for people: "45 s", "12 min", "3 h 05 min"
+  function fmtDuration(s) {
+    if (s < 60) return `${Math.round(s)} s`;
+    const m = Math.round(s / 60);
+    return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+  }
+
+  // hh:mm in the plant's time zone (not the browser's), as the ledger's shifts are
+  function plantClock(tz) {
+    const f = new Intl.DateTimeFormat("en-GB", { timeZone: tz || "UTC", hour: "2-digit",
+      minute: "2-digit", hourCycle: "h23" });
+    return (t) => f.format(new Date(t));
+  }
+
+  // A thin bar of machine states ({state, start, end}) between t0 and t1 (ms): one coloured
+  // (and, for stopped and idle, patterned) segment per state, each titled with its words.
+  function stateBar(items, t0, t1, hm) {
+    const bar = document.createElement("div");
+    bar.className = "statebar";
+    bar.setAttribute("role", "img");
+    const spent = {};
+    for (const it of items) {
+      const a = Math.max(t0, Date.parse(it.start)), b = Math.min(t1, Date.parse(it.end));
+      if (!(b > a)) continue;
+      spent[it.state] = (spent[it.state] || 0) + (b - a) / 1000;
+      const seg = document.createElement("span");
+      seg.className = "seg";
+      seg.dataset.state = it.state;
+      seg.style.left = `${((a - t0) / (t1 - t0)) * 100}%`;
+      seg.style.width = `${((b - a) / (t1 - t0)) * 100}%`;
+      seg.title = `${it.state} ${hm(a)}–${hm(b)} (${fmtDuration((b - a) / 1000)})`;
+      bar.append(seg);
+    }
+    bar.setAttribute("aria-label", Object.entries(spent)
+      .map(([state, s]) => `${state} ${fmtDuration(s)}`).join(", "));
+    return bar;
+  }
+
+  return { sparkline, fmtNumber, fmtInt, fmtSeconds, fmtAge, clock, fmtHm, fmtPct, fmtDuration,
+    plantClock, stateBar };
 })();

@@ -9,8 +9,12 @@
   const TIERS = [[3 * 60e3, "2s", 2e3, 5000], [20 * 60e3, "10s", 10e3, 10000],
     [Infinity, "1m", 60e3, 30000]]; // [history shorter than, bucket, bucket ms, refresh ms]
   const MIN_SPAN_MS = 30e3;
+  const PRODUCTION_MS = 30e3;     // the day's ledger: parts and the shift's OEE, all machines
+  const TIMELINE_MS = 60e3;       // one machine's states of the last hours
+  const TIMELINE_SPAN_MS = 8 * HOUR_MS;
   const KEY_STORE = "collector.apiKey";
-  const { sparkline, fmtNumber, fmtInt, fmtSeconds, fmtAge, clock } = window.StatusDraw;
+  const { sparkline, fmtNumber, fmtInt, fmtSeconds, fmtAge, clock, fmtPct, fmtDuration,
+    plantClock, stateBar } = window.StatusDraw;
 
   const $ = (id) => document.getElementById(id);
   let apiKey = localStorage.getItem(KEY_STORE) || "";
@@ -20,6 +24,9 @@
   const cards = new Map();   // machine id -> card state
   const sparks = new Map();  // machine id -> {at, every, t0, t1, byTag}
   const historyStart = new Map(); // machine id -> start of its oldest bucket seen (ms)
+  let today = null;               // {at, day, shift, totals, rows, hm} from the daily ledger
+  const timelines = new Map();    // machine id -> {at, items} of /states
+  let producing = false;
 
   class KeyNeeded extends Error {}
 
@@ -81,7 +88,10 @@
       document.body.classList.remove("stale");
       render(health, machines, tags);
       lastUpdate = Date.now();
-      if (machines) loadSparklines(machines.items).catch(() => { /* next round */ });
+      if (machines) {
+        loadProduction(machines.items).catch(() => { /* next round */ });
+        loadSparklines(machines.items).catch(() => { /* next round */ });
+      }
     } catch (e) {
       showBanner(`The collector answered with an error: ${e.message}`);
     } finally {
@@ -181,7 +191,21 @@
   function makeCard(id) {
     const el = $("card-template").content.firstElementChild.cloneNode(true);
     el.dataset.machine = id;
-    const card = { el, sections: new Map() };
+    const section = el.querySelector(".production");
+    const kpi = (name) => {
+      const box = div(`kpi ${name}`);
+      const k = span("k"), v = span("v", "—", "b"), sub = span("sub");
+      box.append(k, v, sub);
+      section.querySelector(".kpis").append(box);
+      return { k, v, sub };
+    };
+    const parts = kpi("parts"), oee = kpi("oee");
+    parts.k.textContent = "Parts today";
+    const timeline = section.querySelector(".timeline");
+    const head = div("timeline-head");
+    const bar = div("timeline-bar"), axis = div("axis");
+    timeline.append(head, bar, axis);
+    const card = { el, sections: new Map(), prod: { section, parts, oee, head, bar, axis } };
     cards.set(id, card);
     return card;
   }
@@ -198,6 +222,7 @@
     const state = el.querySelector(".state");
     state.hidden = !m.state;
     if (m.state) { state.textContent = m.state; state.dataset.state = m.state; }
+    updateProduction(card, m);
     // group the tags under their source, in the order the health lists the sources
     const bySource = groupBy(tags, (t) => t.source || "");
     const order = sources.map((s) => s.source);
@@ -315,6 +340,123 @@
       row.sparkKey = key;
       row.spark.replaceChildren(sparkline(s.byTag.get(t.tag) || [], s, t.kind));
     }
+  }
+
+  // -------------------------------------------------------------------------- production
+  // Only machines with production rules have a state; one daily-ledger call serves them all,
+  // one /states call per machine a minute draws the bar, and the bar's end follows the state.
+  async function loadProduction(machines) {
+    const ruled = machines.filter((m) => m.state);
+    if (producing || !ruled.length) return;
+    producing = true;
+    try {
+      if (!today || Date.now() - today.at >= PRODUCTION_MS) {
+        try {
+          today = await loadToday();
+        } catch (e) {
+          if (e instanceof KeyNeeded) throw e;
+          today = { at: Date.now(), error: e.message };
+        }
+      }
+      for (const m of ruled) {
+        const seen = timelines.get(m.id);
+        if (seen && Date.now() - seen.at < TIMELINE_MS) continue;
+        const t1 = now();
+        const q = new URLSearchParams({ start: String(Math.floor(t1 - TIMELINE_SPAN_MS)),
+          end: String(Math.ceil(t1)) });
+        try {
+          const got = await get(`/api/v1/machines/${encodeURIComponent(m.id)}/states?${q}`);
+          timelines.set(m.id, { at: Date.now(), items: got.items });
+        } catch (e) {
+          if (e instanceof KeyNeeded) throw e;
+          timelines.set(m.id, { at: Date.now(), items: [], error: e.message });
+        }
+      }
+    } finally {
+      producing = false;
+    }
+    for (const m of ruled) {
+      const card = cards.get(m.id);
+      if (card) updateProduction(card, m);
+    }
+  }
+
+  // The production day now: the ledger date whose shift runs now (a night shift that began
+  // yesterday belongs to yesterday, as in the ledger), its totals and the current shift's rows.
+  async function loadToday() {
+    const t = now();
+    const inside = (s) => Date.parse(s.start) <= t && t < Date.parse(s.end);
+    let day = await get("/api/v1/ledger/daily");
+    if (!day.shifts.some(inside) && day.shifts.length && t < Date.parse(day.shifts[0].start)) {
+      const before = await get(`/api/v1/ledger/daily?date=${previousDate(day.date)}`);
+      if (before.shifts.some(inside)) day = before;
+    }
+    const shift = day.shifts.find(inside) || null;
+    return {
+      at: Date.now(), day, shift, hm: plantClock(day.timezone),
+      totals: new Map(day.totals.map((r) => [r.machine, r])),
+      rows: new Map(shift ? day.items.filter((r) => r.shift === shift.name)
+        .map((r) => [r.machine, r]) : []),
+    };
+  }
+
+  function previousDate(iso) {
+    const d = new Date(`${iso}T12:00:00Z`);
+    d.setUTCDate(d.getUTCDate() - 1);
+    return d.toISOString().slice(0, 10);
+  }
+
+  function updateProduction(card, m) {
+    const p = card.prod;
+    p.section.hidden = !m.state;
+    if (!m.state) return;
+    const day = today && !today.error ? today : null;
+    const total = day && day.totals.get(m.id);
+    const row = day && day.rows.get(m.id);
+    p.parts.v.textContent = total ? fmtInt(total.total) : "—";
+    p.parts.sub.textContent = !total ? (today && today.error ? today.error : "")
+      : [`this shift ${row ? fmtInt(row.total) : "—"}`,
+        total.reject ? `${fmtInt(total.reject)} rejects today` : null].filter(Boolean).join(" · ");
+    p.parts.k.title = day ? `production day ${day.day.date} (plant time ${day.day.timezone})` : "";
+    p.oee.k.textContent = day && day.shift ? `OEE ${day.shift.name} shift` : "OEE";
+    p.oee.v.textContent = row ? fmtPct(row.oee) : "—";
+    p.oee.sub.textContent = row
+      ? `availability ${pct(row.availability)} · performance ${pct(row.performance)} · quality ${pct(row.quality)}`
+      : (day && !day.shift ? "no shift now" : "");
+    drawTimeline(p, m, day ? day.hm : plantClock());
+  }
+
+  function pct(r) { return r === null ? "—" : `${Math.round(r * 100)}%`; }
+
+  function drawTimeline(p, m, hm) {
+    const seen = timelines.get(m.id);
+    if (!seen) return;
+    const t1 = now(), t0 = t1 - TIMELINE_SPAN_MS;
+    // the bar runs on to now in the state /machines reports, until the next /states answer
+    const items = seen.items.map((it) => ({ ...it }));
+    const last = items[items.length - 1];
+    if (last && last.state === m.state) last.end = new Date(t1).toISOString();
+    else if (last) items.push({ state: m.state, start: last.end, end: new Date(t1).toISOString() });
+    p.bar.replaceChildren(stateBar(items, t0, t1, hm));
+    const current = items[items.length - 1];
+    const head = [span("", `last ${Math.round(TIMELINE_SPAN_MS / HOUR_MS)} h`)];
+    if (current) {
+      const since = Math.max(t0, Date.parse(current.start));
+      head.push(" · ", span("now", `${current.state} ${Date.parse(current.start) <= t0
+        ? `all ${Math.round(TIMELINE_SPAN_MS / HOUR_MS)} h` : `since ${hm(since)} (${fmtDuration((t1 - since) / 1000)})`}`));
+    }
+    if (seen.error) head.push(" · ", span("error", seen.error));
+    p.head.replaceChildren(...head);
+    // ticks on the whole hours, every two, in plant time
+    const ticks = [];
+    for (let t = Math.ceil(t0 / (2 * HOUR_MS)) * 2 * HOUR_MS; t < t1 - 0.6 * HOUR_MS; t += 2 * HOUR_MS) {
+      const tick = span("tick", hm(t));
+      tick.style.left = `${((t - t0) / (t1 - t0)) * 100}%`;
+      ticks.push(tick);
+    }
+    const end = span("tick now", "now");
+    end.style.left = "100%";
+    p.axis.replaceChildren(...ticks, end);
   }
 
   // -------------------------------------------------------------------------- sparklines
