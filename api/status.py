@@ -1,6 +1,7 @@
-"""The status page at `/`: one self-refreshing screen of every machine, tag and source.
+"""The status page at `/`: one self-refreshing screen of every machine, tag and source; and
+the daily production ledger at `/ledger`.
 
-The page itself and its files are served without an API key; the page then reads the
+The pages and their files are served without an API key; the pages then read the
 same public REST API as everyone else (asking for a key, kept in the browser, when the API
 wants one). Nothing is fetched from the internet, so it works on an isolated plant network.
 """
@@ -21,20 +22,32 @@ router = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"status.css": "text/css", "status.js": "text/javascript", "draw.js": "text/javascript",
+          "ledger.css": "text/css", "ledger.js": "text/javascript",
           "favicon.svg": "image/svg+xml"}  # the only files served: no path is taken from a URL
 NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate, so a new version shows after an update
 
 
 @cache
-def _page_template() -> str:
-    return (STATIC / "index.html").read_text(encoding="utf-8")
+def _page_template(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def _page(name: str, rt: Any) -> HTMLResponse:
+    """A page, with this box's name in its title."""
+    box = html.escape(str(getattr(rt.config, "box", "") or "collector"))
+    return HTMLResponse(_page_template(name).replace("{{BOX}}", box), headers=NO_CACHE)
 
 
 @router.get("/", response_class=HTMLResponse)
 async def status_page(rt: Any = Depends(runtime)) -> HTMLResponse:
-    """The page, with this box's name in its title."""
-    box = html.escape(str(getattr(rt.config, "box", "") or "collector"))
-    return HTMLResponse(_page_template().replace("{{BOX}}", box), headers=NO_CACHE)
+    return _page("index.html", rt)
+
+
+@router.get("/ledger", response_class=HTMLResponse)
+async def ledger_page(rt: Any = Depends(runtime)) -> HTMLResponse:
+    """The daily production ledger of a date (`?date=`, read by the page): shifts, totals,
+    downtimes and their reasons; printable."""
+    return _page("ledger.html", rt)
 
 
 @router.get("/static/{name}")
