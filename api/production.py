@@ -21,6 +21,7 @@ from api.schemas import (
     DowntimeList,
     DowntimeUpdate,
     Error,
+    LineOee,
     Oee,
     ProductionCounts,
     StateList,
@@ -94,6 +95,7 @@ async def states(machine_id: str, request: Request, start: str | None = None,
 
 
 @router.get("/machines/{machine_id}/production", response_model=ProductionCounts,
+            response_model_exclude_none=True,
             summary="Parts made (total, good, reject), optionally per time bucket, shift or day")
 async def production(machine_id: str, request: Request, start: str | None = None,
                      end: str | None = None, bucket: str | None = Query(
@@ -161,7 +163,8 @@ async def set_downtime(downtime_id: str, request: Request,
     if body.comment is not None and len(body.comment) > 2000:
         raise BadParameter("comment: at most 2000 characters")
     try:
-        found = await report.set_reason(downtime_id, body.reason, body.comment)
+        keep = tuple(f for f in ("reason", "comment") if f not in body.model_fields_set)
+        found = await report.set_reason(downtime_id, body.reason, body.comment, keep)
     except UnknownDowntime as exc:
         raise HTTPException(404, str(exc)) from None
     except ValueError as exc:
@@ -188,8 +191,7 @@ async def daily(request: Request, date_: str | None = Query(None, alias="date",
             day = date.fromisoformat(date_)
         except ValueError:
             raise BadParameter(f"date={date_!r} is not a date: use YYYY-MM-DD") from None
-    rows = await report.daily(day)
-    totals = _totals(report, day, rows)
+    rows, totals = await report.daily(day)
     if format == "csv":
         return _ledger_csv(day, rows + totals, lang)
     shifts = [{"name": s.name, "start": format_ts(s.start), "end": format_ts(s.end),
@@ -206,38 +208,6 @@ async def daily(request: Request, date_: str | None = Query(None, alias="date",
     return out
 
 
-def _totals(report: ProductionReport, day: date, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per machine, the day's sums across its shifts, and its ratios from those sums."""
-    out = []
-    by_machine: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_machine.setdefault(row["machine"], []).append(row)
-    for machine, items in by_machine.items():
-        total: dict[str, Any] = {"date": day.isoformat(), "machine": machine, "shift": "total"}
-        for key in ("planned_s", "running_s", "idle_s", "stopped_s", "offline_s", "downtimes",
-                    "micro_stops", "total", "good", "reject", "energy_kwh"):
-            total[key] = round(sum(i[key] for i in items), 6)
-        total["longest_downtime_s"] = max(i["longest_downtime_s"] for i in items)
-        rules = report.machine_rules(machine)
-        running_planned = sum(i["_running_planned_s"] for i in items)
-        total["availability"] = _r(running_planned, total["planned_s"])
-        total["performance"] = (_r(rules.ideal_cycle * total["total"], total["running_s"])
-                                if rules and rules.ideal_cycle else None)
-        total["quality"] = _r(total["good"], total["total"])
-        parts = (total["availability"], total["performance"], total["quality"])
-        a, p, q = parts
-        total["oee"] = (round(a * p * q, 6)
-                        if a is not None and p is not None and q is not None else None)
-        out.append(total)
-    for row in rows:
-        row.pop("_running_planned_s", None)
-    return out
-
-
-def _r(a: float, b: float) -> float | None:
-    return round(a / b, 6) if b else None
-
-
 def _ledger_csv(day: date, rows: list[dict[str, Any]], lang: str) -> Response:
     header = [ZH_COLUMNS[c] for c in LEDGER_COLUMNS] if lang == "zh-CN" else list(LEDGER_COLUMNS)
     lines = []
@@ -252,7 +222,7 @@ def _ledger_csv(day: date, rows: list[dict[str, Any]], lang: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/lines/{line}/oee", response_model=Oee,
+@router.get("/lines/{line}/oee", response_model=LineOee,
             summary="OEE of a production line: its machines' sums first, then the ratios")
 async def line_oee(line: str, request: Request, start: str | None = None,
                    end: str | None = None) -> dict[str, Any]:

@@ -144,6 +144,8 @@ class StateList(BaseModel):
 class CountItem(BaseModel):
     start: str
     end: str
+    shift: str | None = None  # with bucket=shift
+    date: str | None = None  # with bucket=shift or day: the local date
     total: int
     good: int
     reject: int
@@ -184,13 +186,18 @@ class Oee(BaseModel):
     quality: float | None
     oee: float | None
     energy_kwh: float
-    line: str | None = None
-    machines: list[str] | None = None
+    running_planned_s: float = Field(0.0, description="running time inside planned time: "
+                                     "availability = running_planned_s / planned_s")
+
+
+class LineOee(Oee):
+    line: str
+    machines: list[str]
 
 
 class DowntimeItem(BaseModel):
     model_config = _example({
-        "id": "press07@1763791200000000", "machine": "press07",
+        "id": "press07@1795327200000000", "machine": "press07",
         "start": "2026-11-22T06:00:00.000Z", "end": "2026-11-22T06:25:00.000Z",
         "duration_s": 1500.0, "states": ["stopped"], "reason": "no_material",
         "reason_label": "No material", "planned": False, "comment": "coil late",

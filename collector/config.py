@@ -192,9 +192,9 @@ class CounterTag(Strict):
     tag: TagName
     width: Literal[8, 16, 32, 64] | None = None  # default: the tag's type width
     pulse: bool = False  # count rising edges (a bool or 0/1 tag) instead of a cumulative value
-    # a drop to at least this value is noise, not a reset (default: every unexplained drop
-    # is a reset)
-    reset_below: float | None = None
+    # a drop smaller than this is noise, not a reset (default: every drop the width does not
+    # explain is a reset)
+    reset_below: float | None = Field(None, gt=0)
 
 
 def _counter(value: Any) -> Any:

@@ -76,7 +76,7 @@ def test_hysteresis_keeps_running_between_the_two_thresholds() -> None:
     # 30); 7 A from idle is below 8: still idle; 8.5 A pending at 40, not yet 3 s
     assert intervals(out) == [(0, 20, "running")]
     assert (md.state, (md.since - T0) / S) == ("idle", 20)
-    assert md.pending == ("running", T0 + 40 * S)
+    assert md.pending == ("running", T0 + 40 * S, T0 + 40 * S)
 
 
 def test_a_state_shorter_than_min_duration_is_absorbed_by_the_one_before() -> None:
@@ -90,6 +90,17 @@ def test_a_state_shorter_than_min_duration_is_absorbed_by_the_one_before() -> No
     assert (md.state, (md.since - T0) / S) == ("idle", 11)
 
 
+def test_back_from_offline_the_first_state_that_holds_starts_when_data_came_back() -> None:
+    md = MachineDerivation(QUICK)
+    feed(md, [(0, {"current": 9.0}), (4, {"current": 9.0}), (8, {"current": 9.0}),
+              (10, {"current": 9.0})])
+    feed(md, [(11, {"current": None})], bad=("current",))  # offline from 11
+    # data back at 20 (a 0 A blip from one block of the scan), running from 20.1 on
+    out = feed(md, [(20, {"current": 0.0}), (20.1, {"current": 9.0}), (25, {"current": 9.0})])
+    assert intervals(out) == [(11, 20, "offline")]
+    assert (md.state, (md.since - T0) / S) == ("running", 20)
+
+
 def test_offline_after_silence_and_after_a_failed_poll() -> None:
     md = MachineDerivation(QUICK)
     out = feed(md, [(0, {"current": 9.0}), (4, {"current": 9.0}), (20, {"current": 0.0}),
@@ -97,10 +108,10 @@ def test_offline_after_silence_and_after_a_failed_poll() -> None:
     # silent from 4: offline at 4 + 5 = 9 until the next good reading at 20
     assert intervals(out)[:2] == [(0, 9, "running"), (9, 20, "offline")]
     md2 = MachineDerivation(QUICK)
-    out2 = feed(md2, [(0, {"current": 9.0}), (1, {"current": 9.0})])
-    out2 = feed(md2, [(2, {"current": None})], bad=("current",))
+    feed(md2, [(0, {"current": 9.0}), (1, {"current": 9.0}), (4, {"current": 9.0})])
+    out2 = feed(md2, [(6, {"current": None})], bad=("current",))
     # every rule tag bad: offline at once (not debounced), from the failed poll
-    assert intervals(out2) == [(0, 2, "running")]
+    assert intervals(out2) == [(0, 6, "running")]
     assert md2.state == "offline"
 
 

@@ -142,7 +142,7 @@ async def test_a_night_shift_belongs_to_the_date_it_starts_on(ledger) -> None:
     batch.counts = [("press07", at("2026-11-24T00:30:00+00:00"), 50, 0, 1)]
     await ledger.production.commit(batch)
     rep = report(ledger, "2026-11-25T00:00:00+00:00", shifts=shifts)
-    rows = {row["shift"]: row for row in await rep.daily(date(2026, 11, 23))}
+    rows = {row["shift"]: row for row in (await rep.daily(date(2026, 11, 23)))[0]}
     night = rows["night"]
     # 22:00-06:00: running 22:00-00:00 (2 h), stopped 00:00-05:00, running 05:00-06:00
     assert (night["running_s"], night["stopped_s"], night["offline_s"]) == (3 * 3600, 5 * 3600, 0)
@@ -155,8 +155,9 @@ async def test_a_night_shift_belongs_to_the_date_it_starts_on(ledger) -> None:
 @pytest.mark.parametrize(("day", "hours"), [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25)])
 async def test_dst_days_have_23_and_25_hours(ledger, day: date, hours: int) -> None:
     rep = report(ledger, "2027-01-01T00:00:00+00:00", tz="Europe/Berlin")
-    rows = await rep.daily(day)
+    rows, totals = await rep.daily(day)
     assert [r["shift"] for r in rows] == ["day"]
+    assert totals[0]["planned_s"] == hours * 3600
     row = rows[0]
     assert row["planned_s"] == hours * 3600
     assert row["running_s"] + row["idle_s"] + row["stopped_s"] + row["offline_s"] == hours * 3600
@@ -166,7 +167,7 @@ async def test_dst_days_have_23_and_25_hours(ledger, day: date, hours: int) -> N
 async def test_a_night_shift_across_a_dst_change(ledger, day: date, hours: int) -> None:
     rep = report(ledger, "2027-01-01T00:00:00+00:00", tz="Europe/Berlin",
                  shifts='[{name: night, start: "22:00", end: "06:00"}]')
-    [row] = await rep.daily(day)
+    [row], _ = await rep.daily(day)
     start = datetime.fromisoformat(f"{day.isoformat()}T22:00:00").replace(
         tzinfo=ZoneInfo("Europe/Berlin"))
     assert row["start"] == us_from_datetime(start.astimezone(UTC))
@@ -187,3 +188,42 @@ async def test_parts_per_shift_and_per_bucket_are_exact_at_any_edge(ledger) -> N
     line = await rep.line_oee("line2", at("2026-11-23T06:00:00+00:00"),
                               at("2026-11-23T07:00:00+00:00"))
     assert (line["total"], line["good"], line["machines"]) == (12, 11, ["press07"])
+
+
+async def test_a_downtime_longer_than_a_day_keeps_its_start_and_id(ledger) -> None:
+    batch = ProductionBatch(intervals=timeline("2026-11-20T06:00:00+00:00", [
+        (60, "running"), (60 * 60, "stopped"), (60, "running")]))
+    await ledger.production.commit(batch)
+    rep = report(ledger, "2026-11-25T00:00:00+00:00")
+    stop_start = at("2026-11-20T07:00:00+00:00")
+    # a window two days into the stop still sees where it began
+    _, downs = await rep.downtimes("press07", at("2026-11-22T12:00:00+00:00"),
+                                   at("2026-11-22T13:00:00+00:00"))
+    assert [(d.start, d.end) for d in downs] == [(stop_start, stop_start + 60 * 60 * MIN)]
+    await rep.set_reason(downs[0].id, "no_material", None)
+    await rep.set_reason(downs[0].id, None, "waiting for coil", keep=("reason",))
+    _, downs = await rep.downtimes("press07", at("2026-11-21T00:00:00+00:00"),
+                                   at("2026-11-21T01:00:00+00:00"))
+    assert (downs[0].reason, downs[0].comment) == ("no_material", "waiting for coil")
+    states = await rep.states("press07", at("2026-11-22T12:00:00+00:00"),
+                              at("2026-11-22T13:00:00+00:00"), codes="umh")
+    assert [s["code"] for s in states] == [40000]  # a long stop, not a micro-stop
+
+
+async def test_counters_without_state_rules_give_parts_but_no_availability(ledger) -> None:
+    config = parse_config(CONFIG.format(tz="UTC", shifts="[]", breaks="[]", micro="2m")
+                          .replace('''      states:
+        - {state: running, when: "current > 8"}
+        - {state: stopped, when: "true"}
+''', ""))
+    now = at("2026-11-24T00:00:00+00:00")
+    rep = ProductionReport(config, ledger.production, clock=lambda: now)
+    await ledger.production.commit(ProductionBatch(
+        counts=[("press07", at("2026-11-23T06:30:00+00:00"), 100, 0, 3)]))
+    oee = await rep.oee("press07", at("2026-11-23T06:00:00+00:00"),
+                        at("2026-11-23T07:00:00+00:00"))
+    assert (oee["total"], oee["good"], oee["availability"], oee["performance"], oee["oee"]) == (
+        100, 97, None, None, None)
+    assert oee["quality"] == 0.97 and oee["offline_s"] == 0
+    assert await rep.states("press07", at("2026-11-23T06:00:00+00:00"),
+                            at("2026-11-23T07:00:00+00:00")) == []

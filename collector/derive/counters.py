@@ -1,7 +1,7 @@
 """Parts (and energy) from counter tags: the increase between consecutive good readings.
 
 A drop is a wrap when the counter's width explains it (it was in the top quarter of its range
-and is now in the bottom quarter), noise when it stays at or above `reset_below`, otherwise a
+and is now in the bottom quarter), noise when it is smaller than `reset_below`, otherwise a
 reset: the counter started again from zero, so its new value is what was made since.
 """
 
@@ -43,7 +43,7 @@ class CounterTracker:
                 and isinstance(value, int)):
             self.ref = value
             return value + modulus - int(ref), "wrap"
-        if self.reset_below is not None and value >= self.reset_below:
+        if self.reset_below is not None and ref - value < self.reset_below:
             return 0, "noise"  # measured from the higher value until the counter passes it
         self.ref = value
         return value, "reset"

@@ -189,6 +189,7 @@ class Derivation:
             group.append((tag, value, quality))
         if group:
             md.step(group_ts, group, out)  # type: ignore[arg-type]
+            md.lag = now - md.upto
         self.stats["readings"] += len(items)
 
     def _late(self, md: MachineDerivation, ts: int) -> None:
@@ -274,12 +275,16 @@ class Derivation:
         batch.counts += out.counts
         batch.energy += out.energy
         if splice:
+            closed = len(out.intervals)
+            md.advance(until, out)  # a silence before `until` ends as live derivation ended it
+            batch.intervals += out.intervals[closed:]
             if md.state is not None and until > md.since:
                 batch.intervals.append((machine, md.since, until, md.state))
             batch.rewind[machine] = (rewind_states, at, until)
         else:
             batch.rewind[machine] = (rewind_states, at, FOREVER)
-            batch.checkpoints.append((machine, md.upto, md.state, md.since if md.state is not None else None,
+            batch.checkpoints.append((machine, md.upto, md.state,
+                                      md.since if md.state is not None else None,
                                       md.checkpoint()))
         await self.store.commit(batch)
         return md, seen
@@ -395,7 +400,7 @@ class Derivation:
         md = self.machines.get(machine)
         if md is None or md.state is None:
             return None
-        tail = md.tail(self.clock())
+        tail = md.tail(self.clock(), md.lag)
         return tail[-1][2] if tail else md.state
 
     # log and health ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ stored with what it produced, so a restart continues exactly where the last comm
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ OFFLINE = "offline"
 CHECKPOINT_VERSION = 1
 
 Interval = tuple[int, int, str]  # start µs, end µs, state
+Pending = tuple[str, int, int]  # state, from, held since
 CountEvent = tuple[int, int, int, int]  # ts, total, good, reject (configured roles; else 0)
 
 
@@ -45,11 +47,14 @@ class MachineDerivation:
         self.machine = rules.machine
         self.state: str | None = None
         self.since = 0
-        self.pending: tuple[str, int] | None = None
+        # (state, from, held since): a state not yet held for min_duration; `from` is where
+        # it will start (earlier than `held since` only when coming back from offline)
+        self.pending: Pending | None = None
         self.values: dict[str, Value] = {}  # newest good value of each rule tag
         self.last_good: int | None = None  # newest good reading of any rule tag
         self.upto = 0  # every reading at or before this instant has been taken in
         self.begin: int | None = None  # readings up to this were before derivation began
+        self.lag = 0  # how far behind this box's clock `upto` was when last taken in
         self.trackers: dict[str, Tracker] = {role: spec.tracker() for role, spec
                                              in rules.counter_roles.items()}
         if checkpoint:
@@ -60,7 +65,7 @@ class MachineDerivation:
         """Take in every reading (tag, value, quality) of instant `ts` (later than `upto`)."""
         rules = self.rules
         if rules.rules:
-            self._advance(ts, out)
+            self.advance(ts, out)
         counts = None
         for tag, value, quality in items:
             good = quality == 0
@@ -82,27 +87,28 @@ class MachineDerivation:
                         else:
                             if counts is None:
                                 counts = [0, 0, 0]
-                            counts[ROLES.index(role)] += int(delta)
+                            counts[ROLES.index(role)] += round(delta)
         if counts is not None:
             out.counts.append((self.machine, ts, counts[0], counts[1], counts[2]))
         if rules.rules:
             self._apply(self._evaluate(), ts, out)
         self.upto = ts
 
-    def _advance(self, ts: int, out: Output) -> None:
+    def advance(self, ts: int, out: Output) -> None:
         """What time alone decided before `ts`: a pending state that lasted long enough, and
         offline once no rule tag had a good reading for `offline_after`."""
         rules = self.rules
         gone = None
-        if (self.state not in (None, OFFLINE) and self.last_good is not None
-                and ts - self.last_good > rules.offline_after):
+        if self.last_good is not None and ts - self.last_good > rules.offline_after:
             gone = self.last_good + rules.offline_after
         until = ts if gone is None else gone
         pending = self.pending
-        if pending is not None and pending[1] < until and until - pending[1] >= rules.min_duration:
+        if pending is not None and pending[2] < until and until - pending[2] >= rules.min_duration:
             self._commit(pending[0], pending[1], out)
         if gone is not None:
-            self._commit(OFFLINE, gone, out)
+            if self.state not in (None, OFFLINE):
+                self._commit(OFFLINE, gone, out)
+            self.pending = None
             self.values.clear()  # what was known is too old to judge by
 
     def _evaluate(self) -> str | None:
@@ -119,12 +125,16 @@ class MachineDerivation:
         if raw is None or raw == self.state:
             self.pending = None
             return
-        if raw == OFFLINE or self.state in (None, OFFLINE) or not self.rules.min_duration:
+        if raw == OFFLINE or not self.rules.min_duration:
             self._commit(raw, ts, out)  # offline is a fact, not debounced
             return
         pending = self.pending
-        if pending is None or pending[0] != raw:
-            self.pending = (raw, ts)  # a shorter one before it is absorbed by the state before
+        if self.state in (None, OFFLINE):
+            # data is back from `ts` on, whichever state it settles in: that start stays
+            if pending is None or pending[0] != raw:
+                self.pending = (raw, pending[1] if pending is not None else ts, ts)
+        elif pending is None or pending[0] != raw:
+            self.pending = (raw, ts, ts)  # a shorter one before is absorbed by the state before
 
     def _commit(self, state: str, at: int, out: Output) -> None:
         if self.state is not None and at > self.since:
@@ -146,11 +156,11 @@ class MachineDerivation:
                               f"{value!r}; ignored as noise (reset_below)"))
 
     # the present -------------------------------------------------------------------------------
-    def tail(self, now: int) -> list[Interval]:
+    def tail(self, now: int, lag: int = 0) -> list[Interval]:
         """The open state up to `now` as time alone would decide it: a pending state that
         has lasted long enough, offline after `offline_after` without a good reading."""
         return project(self.state, self.since, self.pending, self.last_good,
-                       self.rules.min_duration, self.rules.offline_after, now)
+                       self.rules.min_duration, self.rules.offline_after, now, lag)
 
     # checkpoint --------------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -158,7 +168,7 @@ class MachineDerivation:
             "v": CHECKPOINT_VERSION, "state": self.state, "since": self.since,
             "pending": list(self.pending) if self.pending else None,
             "values": self.values, "last_good": self.last_good, "upto": self.upto,
-            "refs": {role: t.ref for role, t in self.trackers.items()}, "begin": self.begin,
+            "refs": {role: t.ref for role, t in self.trackers.items()}, "begin": self.begin, "lag": self.lag,
             "min_duration": self.rules.min_duration, "offline_after": self.rules.offline_after,
         }
 
@@ -168,33 +178,41 @@ class MachineDerivation:
         self.state = data.get("state")
         self.since = int(data.get("since") or 0)
         pending = data.get("pending")
-        self.pending = (str(pending[0]), int(pending[1])) if pending else None
+        self.pending = ((str(pending[0]), int(pending[1]), int(pending[-1]))
+                        if pending else None)
         self.values = {k: v for k, v in (data.get("values") or {}).items()
                        if k in self.rules.rule_tags}
         self.last_good = data.get("last_good")
         self.upto = int(data.get("upto") or 0)
         self.begin = data.get("begin")
+        self.lag = int(data.get("lag") or 0)
         for role, ref in (data.get("refs") or {}).items():
             if role in self.trackers:
                 self.trackers[role].ref = ref
 
 
-def project(state: str | None, since: int, pending: tuple[str, int] | None,
+def project(state: str | None, since: int, pending: Sequence[Any] | None,
             last_good: int | None, min_duration: int, offline_after: int,
-            now: int) -> list[Interval]:
-    """The intervals from `since` to `now` that a machine in `state` (with `pending`)
-    is in when no further reading arrives."""
-    if state is None or now <= since:
+            now: int, lag: int = 0) -> list[Interval]:
+    """The intervals from `since` to `now` that a machine in `state` (with `pending`) is in
+    when no further reading arrives. `lag` is how far the readings' clock was behind this
+    box's when they were last taken in (the hold, a device clock behind): time alone decides
+    up to `now - lag` only."""
+    judge = now - max(lag, 0)
+    if state is None:
+        if pending is None or judge - pending[-1] < min_duration:
+            return []
+        state, since, pending = pending[0], pending[1], None
+    if now <= since:
         return []
     out: list[Interval] = []
-    gone = (last_good + offline_after
-            if last_good is not None and state != OFFLINE else None)
-    until = min(now, gone) if gone is not None else now
-    if (pending is not None and since < pending[1] < until
-            and until - pending[1] >= min_duration):
+    gone = last_good + offline_after if last_good is not None else None
+    until = min(judge, gone) if gone is not None else judge
+    if (pending is not None and since < pending[1] and pending[-1] < until
+            and until - pending[-1] >= min_duration):
         out.append((since, pending[1], state))
-        state, since = pending
-    if gone is not None and gone < now:
+        state, since = pending[0], pending[1]
+    if gone is not None and gone < judge and state != OFFLINE:
         if gone > since:
             out.append((since, gone, state))
         state, since = OFFLINE, max(gone, since)

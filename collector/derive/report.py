@@ -16,7 +16,7 @@ from typing import Any
 from collector.config import CollectorConfig, DowntimeReason
 from collector.derive.machine import OFFLINE, Interval, project
 from collector.derive.rules import MachineRules, compile_rules
-from collector.derive.shifts import PlantCalendar, ShiftSpan
+from collector.derive.shifts import PlantCalendar
 from collector.ledger.production import MINUTE, ProductionStore, Sums
 from collector.model import now_us
 
@@ -59,7 +59,7 @@ def downtime_id(machine: str, start: int) -> str:
 def parse_downtime_id(text: str) -> tuple[str, int]:
     machine, _, start = text.rpartition("@")
     if not machine or not start.isdigit():
-        raise UnknownDowntime(f"{text!r} is not a downtime id (they look like press07@1764914400000000)")
+        raise UnknownDowntime(f"{text!r} is not a downtime id (they look like press07@1795327200000000)")
     return machine, int(start)
 
 
@@ -81,6 +81,8 @@ class Figures:
     downtimes: int = 0
     micro_stops: int = 0
     longest_downtime_s: float = 0.0
+    has_states: bool = True  # without state rules there is no running time to judge by
+    has_counters: bool = True
 
     def __post_init__(self) -> None:
         if self.seconds is None:
@@ -100,15 +102,18 @@ class Figures:
         self.downtimes += other.downtimes
         self.micro_stops += other.micro_stops
         self.longest_downtime_s = max(self.longest_downtime_s, other.longest_downtime_s)
+        self.has_states = self.has_states or other.has_states
+        self.has_counters = self.has_counters or other.has_counters
 
     def ratios(self) -> dict[str, float | None]:
         """ISO 22400-2: availability = running in planned time / planned time; performance =
         ideal cycle x parts / running time; quality = good / total; a ratio over 0 is None."""
         seconds = self.seconds or {}
         running = seconds.get("running", 0.0)
-        availability = _ratio(self.running_planned_s, self.planned_s)
-        performance = (_ratio(self.ideal_s, running)
-                       if self.ideal_s or self.ideal_cycle_s is not None else None)
+        availability = _ratio(self.running_planned_s, self.planned_s) if self.has_states else None
+        performance = None
+        if self.has_states and self.has_counters and (self.ideal_s or self.ideal_cycle_s):
+            performance = _ratio(self.ideal_s, running)
         quality = _ratio(self.good, self.total)
         oee = (availability * performance * quality
                if availability is not None and performance is not None and quality is not None
@@ -121,6 +126,7 @@ class Figures:
         return {
             "planned_s": round(self.planned_s, 3),
             **{f"{state}_s": round(seconds[state], 3) for state in STATES},
+            "running_planned_s": round(self.running_planned_s, 3),
             "total": self.total, "good": self.good, "reject": self.reject,
             "ideal_cycle_s": self.ideal_cycle_s,
             **{k: (round(v, 6) if v is not None else None) for k, v in self.ratios().items()},
@@ -166,72 +172,114 @@ class ProductionReport:
             if self.store.commits == commits:
                 break
         segments = list(stored)
-        if cp is not None and cp.state is not None and cp.since is not None:
+        if cp is not None:
             data = cp.data
             pending = data.get("pending")
-            segments += project(cp.state, cp.since, tuple(pending) if pending else None,
+            segments += project(cp.state, cp.since or 0, tuple(pending) if pending else None,
                                 data.get("last_good"), int(data.get("min_duration") or 0),
-                                int(data.get("offline_after") or 5 * SECOND), stop)
+                                int(data.get("offline_after") or 5 * SECOND), stop,
+                                self._lag(cp, stop))
         return fill(segments, start, stop)
+
+    def _lag(self, cp: Any, stop: int) -> int:
+        """How far behind this box's clock the machine's readings were when last taken in,
+        for judging the open state only when `stop` is now."""
+        if stop < self.clock():
+            return 0
+        return max(0, int(cp.data.get("lag") or 0))
 
     async def states(self, machine: str, start: int, end: int,
                      codes: str | None = None) -> list[dict[str, Any]]:
+        rules = self.rules.get(machine)
+        if rules is None or not rules.has_states:
+            return []
         timeline = await self.timeline(machine, start, end)
-        micro = set()
+        micro: list[tuple[int, int]] = []
         if codes == "umh":
-            rules = self.rules.get(machine)
-            limit = rules.micro_stop if rules else 0
-            stop = min(end, self.clock())
-            for a, b in _stops(timeline):
-                if b - a < limit and b < stop:
-                    micro.add(a)
+            micro = [(a, b) for a, b, kind in await self._stops(machine, start, end)
+                     if kind == "micro"]
         out = []
         for a, b, state in timeline:
             item: dict[str, Any] = {"state": state, "start": a, "end": b,
                                     "duration_s": (b - a) / SECOND}
             if codes == "umh":
-                in_micro = state != "running" and any(
-                    s <= a < e for s, e in _micro_spans(timeline, micro))
+                in_micro = state != "running" and any(s <= a < e for s, e in micro)
                 item["code"] = UMH_MICRO_STOP if in_micro else UMH_CODES[state]
             out.append(item)
         return out
 
-    def state_now(self, machine: str) -> None:
-        return None
-
     # downtimes ---------------------------------------------------------------------------------
-    async def downtimes(self, machine: str, start: int, end: int,
-                        timeline: list[Interval] | None = None) -> tuple[int, list[Downtime]]:
-        """(micro-stops, downtimes) overlapping [start, end): maximal periods that are not
-        running, inside planned time; shorter than `micro_stop`: micro-stops (counted where
-        they start). A downtime keeps its whole extent (its id is where it starts)."""
+    async def _stop_timeline(self, machine: str, start: int, stop: int) -> list[Interval]:
+        """The timeline around [start, stop), reaching back as far as a stop that is under
+        way at `start` began (up to about a month), so a downtime keeps its start and id."""
+        now = self.clock()
+        lo, hi = start - LOOKBACK, min(now, stop + LOOKBACK)
+        first = None
+        for _ in range(4):
+            timeline = await self.timeline(machine, lo, hi)
+            if not timeline or timeline[0][2] == "running":
+                break
+            if first is None:
+                first = await self.store.first_interval_start(machine)
+            if first is None or lo <= first:
+                break  # before that, nothing was ever observed
+            lo -= 7 * LOOKBACK
+        return timeline
+
+    async def _stops(self, machine: str, start: int, end: int,
+                     timeline: list[Interval] | None = None) -> list[tuple[int, int, str]]:
+        """(start, end, kind) of every maximal period that is not running, inside planned
+        time, overlapping [start, end), whole; kind: downtime, micro, or short (not over
+        yet and still shorter than `micro_stop`)."""
         rules = self.rules.get(machine)
         now = self.clock()
         stop = min(end, now)
-        if rules is None or stop <= start:
-            return 0, []
-        lo, hi = start - LOOKBACK, min(now, stop + LOOKBACK)
-        if timeline is None or not timeline or timeline[0][0] > lo or timeline[-1][1] < hi:
-            timeline = await self.timeline(machine, lo, hi)
-        notes = await self.store.notes(machine, lo, stop)
-        planned = self.calendar.planned(lo, hi)
-        micro = 0
+        if rules is None or not rules.has_states or stop <= start:
+            return []
+        if timeline is None:
+            timeline = await self._stop_timeline(machine, start, stop)
+        if not timeline:
+            return []
+        planned = self.calendar.planned(timeline[0][0], timeline[-1][1])
         out = []
         for a, b in _stops(timeline):
             for pa, pb in _intersect([(a, b)], planned):
                 if pb <= start or pa >= stop:
                     continue
-                ongoing = pb >= now
-                if pb - pa < rules.micro_stop:
-                    if not ongoing and pa >= start:
-                        micro += 1
-                    continue
-                reason, comment = notes.get(pa, (None, None))
-                states = _states_in(timeline, pa, pb)
-                out.append(Downtime(machine, pa, pb, states, reason, comment, ongoing))
+                if pb - pa >= rules.micro_stop:
+                    out.append((pa, pb, "downtime"))
+                else:
+                    out.append((pa, pb, "short" if pb >= now else "micro"))
+        return out
+
+    async def downtimes(self, machine: str, start: int, end: int,
+                        timeline: list[Interval] | None = None) -> tuple[int, list[Downtime]]:
+        """(micro-stops, downtimes) overlapping [start, end): maximal periods that are not
+        running, inside planned time; shorter than `micro_stop`: micro-stops (counted where
+        they start). A downtime keeps its whole extent (its id is where it starts)."""
+        if timeline is None:
+            rules = self.rules.get(machine)
+            stop = min(end, self.clock())
+            if rules is None or not rules.has_states or stop <= start:
+                return 0, []
+            timeline = await self._stop_timeline(machine, start, stop)
+        stops = await self._stops(machine, start, end, timeline)
+        micro = sum(1 for a, _, kind in stops if kind == "micro" and a >= start)
+        downs = [(a, b) for a, b, kind in stops if kind == "downtime"]
+        if not downs:
+            return micro, []
+        notes = await self.store.notes(machine, downs[0][0], downs[-1][0] + 1)
+        now = self.clock()
+        out = []
+        for a, b in downs:
+            reason, comment = notes.get(a, (None, None))
+            out.append(Downtime(machine, a, b, _states_in(timeline, a, b), reason, comment,
+                                ongoing=b >= now))
         return micro, out
 
-    async def set_reason(self, downtime: str, reason: str | None, comment: str | None) -> Downtime:
+    async def set_reason(self, downtime: str, reason: str | None, comment: str | None,
+                         keep: tuple[str, ...] = ()) -> Downtime:
+        """Store a downtime's reason and comment; fields named in `keep` stay as they are."""
         machine, start = parse_downtime_id(downtime)
         if machine not in self.rules:
             raise UnknownDowntime(f"no downtime {downtime!r}: machine {machine!r} has no "
@@ -244,6 +292,10 @@ class ProductionReport:
         if not match:
             raise UnknownDowntime(f"no downtime {downtime!r}: machine {machine!r} has no "
                                   "downtime starting then")
+        if "reason" in keep:
+            reason = match[0].reason
+        if "comment" in keep:
+            comment = match[0].comment
         await self.store.set_note(machine, start, reason, comment)
         match[0].reason, match[0].comment = reason, comment
         return match[0]
@@ -258,29 +310,30 @@ class ProductionReport:
         if rules is None:
             return fig
         fig.ideal_cycle_s = rules.ideal_cycle
+        fig.has_states = rules.has_states
+        fig.has_counters = any(role in rules.counter_roles for role in ("total", "good"))
         if stop <= start:
             return fig
-        timeline = await self.timeline(machine, start - LOOKBACK,
-                                       min(self.clock(), stop + LOOKBACK))
-        inside = clip(timeline, start, stop)
         planned = self.calendar.planned(start, stop)
-        assert fig.seconds is not None
-        for a, b, state in inside:
-            fig.seconds[state] += (b - a) / SECOND
-        running = [(a, b) for a, b, state in inside if state == "running"]
-        fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
-        micro, downs = await self.downtimes(machine, start, stop, timeline)
         planned_down = 0
-        for d in downs:
-            a, b = max(d.start, start), min(d.end, stop)
-            reason = self.reasons.get(d.reason or "")
-            if reason is not None and reason.planned:
-                planned_down += b - a
+        if rules.has_states:
+            timeline = await self._stop_timeline(machine, start, stop)
+            inside = clip(timeline, start, stop)
+            assert fig.seconds is not None
+            for a, b, state in inside:
+                fig.seconds[state] += (b - a) / SECOND
+            running = [(a, b) for a, b, state in inside if state == "running"]
+            fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
+            micro, downs = await self.downtimes(machine, start, stop, timeline)
+            for d in downs:
+                reason = self.reasons.get(d.reason or "")
+                if reason is not None and reason.planned:
+                    planned_down += min(d.end, stop) - max(d.start, start)
+            fig.downtimes = sum(1 for d in downs if d.start >= start)  # where they start
+            fig.micro_stops = micro
+            fig.longest_downtime_s = max(((min(d.end, stop) - max(d.start, start)) / SECOND
+                                          for d in downs), default=0.0)
         fig.planned_s = (_length(planned) - planned_down) / SECOND
-        fig.downtimes = len(downs)
-        fig.micro_stops = micro
-        fig.longest_downtime_s = max(((min(d.end, stop) - max(d.start, start)) / SECOND
-                                      for d in downs), default=0.0)
         if sums is None:
             sums = await self.store.sums(machine, start, stop)
         fig.total, fig.good, fig.reject = self.roles(rules, sums)
@@ -326,9 +379,11 @@ class ProductionReport:
         rules = self.rules.get(machine)
         stop = max(start, min(end, self.clock()))
         spans: list[tuple[int, int]] = []
+        names: list[dict[str, str]] = []
         if bucket == "shift":
-            spans = [(max(s.start, start), min(s.end, stop))
-                     for s in self.calendar.shifts_between(start, stop)]
+            for s in self.calendar.shifts_between(start, stop):
+                spans.append((max(s.start, start), min(s.end, stop)))
+                names.append({"shift": s.name, "date": s.date.isoformat()})
         elif bucket == "day":
             day = self.calendar.local_date(start)
             while True:
@@ -336,22 +391,27 @@ class ProductionReport:
                 if a >= stop:
                     break
                 spans.append((max(a, start), min(b, stop)))
+                names.append({"date": day.isoformat()})
                 day += timedelta(days=1)
         elif isinstance(bucket, int):
             a = start // bucket * bucket
             while a < stop:
                 spans.append((max(a, start), min(a + bucket, stop)))
                 a += bucket
-        spans = [(a, b) for a, b in spans if b > a]
+        keep = [i for i, (a, b) in enumerate(spans) if b > a]
+        spans = [spans[i] for i in keep]
+        names = [names[i] for i in keep] if names else []
         sums = await self.store.sums(machine, start, stop) if rules else Sums()
         total, good, reject = self.roles(rules, sums) if rules else (0, 0, 0)
         out: dict[str, Any] = {"start": start, "end": stop, "total": total, "good": good,
                                "reject": reject}
         if bucket is not None:
             items = []
-            for (a, b), s in zip(spans, await self._span_sums(machine, spans), strict=True):
+            sums_list = await self._span_sums(machine, spans)
+            for i, ((a, b), s) in enumerate(zip(spans, sums_list, strict=True)):
                 t, g, r = self.roles(rules, s) if rules else (0, 0, 0)
-                items.append({"start": a, "end": b, "total": t, "good": g, "reject": r})
+                items.append({"start": a, "end": b, **(names[i] if names else {}),
+                              "total": t, "good": g, "reject": r})
             out["items"] = items
         return out
 
@@ -384,17 +444,19 @@ class ProductionReport:
         return out
 
     # the daily ledger --------------------------------------------------------------------------
-    async def daily(self, day: date) -> list[dict[str, Any]]:
-        """One row per machine with production rules and shift of local date `day`."""
+    async def daily(self, day: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """One row per machine with production rules and shift of local date `day`, and one
+        row per machine for the whole day (sums first, then ratios)."""
         spans = self.calendar.shifts_on(day)
         now = self.clock()
-        rows = []
+        rows, totals = [], []
         edges = sorted({x for s in spans for x in (s.start, min(s.end, now))
                         if x <= now and x % MINUTE == 0})
         machines = list(self.rules)
         by_edges = await self.store.sums_by_edges(machines, edges) if len(edges) > 1 else {}
         index = {edge: i for i, edge in enumerate(edges)}
         for machine in machines:
+            whole: Figures | None = None
             for span in spans:
                 end = min(span.end, now)
                 sums = None
@@ -403,14 +465,22 @@ class ProductionReport:
                     for i in range(index[span.start], index[end]):
                         sums.add(by_edges.get((machine, i), Sums()))
                 fig = await self.figures(machine, span.start, span.end, sums)
-                rows.append(self._row(day, machine, span, fig))
-        return rows
+                rows.append(self._row(day, machine, span.name, span.start, span.end, fig))
+                if whole is None:
+                    whole = Figures(span.start, span.end, ideal_cycle_s=fig.ideal_cycle_s,
+                                    has_states=False, has_counters=False)
+                whole.add(fig)
+                whole.end = max(whole.end, span.end)
+            if whole is not None:
+                totals.append(self._row(day, machine, "total", whole.start, whole.end, whole))
+        return rows, totals
 
-    def _row(self, day: date, machine: str, span: ShiftSpan, fig: Figures) -> dict[str, Any]:
+    def _row(self, day: date, machine: str, shift: str, start: int, end: int,
+             fig: Figures) -> dict[str, Any]:
         figures = fig.as_dict()
         return {
-            "date": day.isoformat(), "machine": machine, "shift": span.name,
-            "start": span.start, "end": span.end,
+            "date": day.isoformat(), "machine": machine, "shift": shift,
+            "start": start, "end": end,
             "planned_s": figures["planned_s"], "running_s": figures["running_s"],
             "idle_s": figures["idle_s"], "stopped_s": figures["stopped_s"],
             "offline_s": figures["offline_s"], "downtimes": fig.downtimes,
@@ -420,7 +490,6 @@ class ProductionReport:
             "availability": figures["availability"], "performance": figures["performance"],
             "quality": figures["quality"], "oee": figures["oee"],
             "energy_kwh": figures["energy_kwh"],
-            "_running_planned_s": fig.running_planned_s,  # for the day's totals
         }
 
     # networking rate ---------------------------------------------------------------------------
