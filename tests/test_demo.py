@@ -167,6 +167,24 @@ def test_three_machines_deliver_live_good_values_within_30_s(demo: DemoProcess) 
     demo.wait_until(moved, deadline, "values moving on all three machines")
 
 
+def test_states_parts_and_oee_within_a_minute(demo: DemoProcess) -> None:
+    deadline = demo.started + 60
+
+    def derived() -> dict[str, Any]:
+        machines = {m["id"]: m["state"] for m in demo.get("/api/v1/machines")["items"]}
+        assert all(state in ("running", "idle", "stopped") for state in machines.values()), machines
+        parts = demo.get("/api/v1/machines/press07/production")
+        assert parts["total"] > 0, parts
+        oee = demo.get("/api/v1/machines/press07/oee")
+        assert oee["availability"] is not None and oee["performance"] is not None
+        return machines
+
+    demo.wait_until(derived, deadline, "states, parts and OEE of the demo machines")
+    day = demo.get("/api/v1/ledger/daily")
+    assert {row["machine"] for row in day["items"]} == set(MACHINES)
+    assert [s["name"] for s in day["shifts"]] == ["early", "late", "night"]
+
+
 def test_effective_config_is_the_template_with_this_runs_addresses(demo: DemoProcess) -> None:
     demo.wait_until(lambda: "Status page:" in demo.output(), demo.started + LIVE_WITHIN,
                     "the status page URL printed")
