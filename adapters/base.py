@@ -3,6 +3,8 @@
 An adapter knows one protocol and nothing about SQL or HTTP. Each protocol is a sub-package of
 `adapters/` whose `__init__` calls `register(AdapterSpec(...))`; `registry()` imports every
 sub-package once, so adding a protocol means adding a folder, not editing a switch statement.
+Registering hands the protocol's source model to `collector.config`, which validates `sources`
+entries with the models it has been given (load the registry before parsing a config).
 
 The runtime gives each source an `AdapterContext` and calls `await adapter.run()` in its own
 task; `run` polls or subscribes until it is cancelled. An exception escaping `run` is logged
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from collector.config import MachineConfig, SourceConfig
+from collector.config import MachineConfig, SourceConfig, accept_source_model
 from collector.model import Reading, SourceHealth
 
 
@@ -65,6 +67,7 @@ def register(spec: AdapterSpec) -> None:
     if existing is not None and existing is not spec:
         raise RuntimeError(f"protocol {spec.protocol!r} registered twice")
     _REGISTRY[spec.protocol] = spec
+    accept_source_model(spec.protocol, spec.config_model)
 
 
 def registry() -> dict[str, AdapterSpec]:

@@ -112,9 +112,11 @@ def percentile(values: list[float], p: float) -> float:
 async def run(args: argparse.Namespace, folder: Path, port: int) -> dict[str, object]:
     import yaml
 
+    from adapters.base import registry
     from collector.config import parse_config
     from collector.runtime import Runtime
 
+    registry()  # the adapters' source models, for parse_config
     prefix = "bench/line1"
     config = parse_config(yaml.safe_dump({
         "ledger": {"url": f"sqlite:///{folder}/ledger.db"},

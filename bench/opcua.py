@@ -110,10 +110,12 @@ def percentile(values: list[int], p: float) -> float:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, object]:
+    from adapters.base import registry
     from collector.config import parse_config
     from collector.model import now_us
     from collector.runtime import Runtime
 
+    registry()  # the adapters' source models, for parse_config
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     port = free_port()

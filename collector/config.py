@@ -1,9 +1,10 @@
 """The configuration file: pydantic models, the single source of truth for the YAML.
 
-The core models live here; each adapter registers the model of its own `sources` entries
-(see `adapters/base.py`), and `config_model()` joins them into one discriminated union on
-`protocol`. `load_config()` reads a file and raises `ConfigError` with one line per problem,
-each naming its path (`machines[0].sources[1].tags[3].type`) and its line in the file.
+The core models live here; each adapter's registration (`adapters/base.py`) hands the model of
+its own `sources` entries to `accept_source_model()`, and `config_model()` joins them into one
+discriminated union on `protocol`, so this module never imports the adapters. `load_config()`
+reads a file and raises `ConfigError` with one line per problem, each naming its path
+(`machines[0].sources[1].tags[3].type`) and its line in the file.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -264,15 +265,32 @@ class CollectorConfig(Strict):
         return path if path.is_absolute() else Path(self.base_dir) / path
 
 
-@cache
-def config_model() -> type[CollectorConfig]:
-    """CollectorConfig whose `sources` accept every registered adapter's source model."""
-    from adapters.base import registry  # adapters register themselves; found at run time
+SourceModels = Mapping[str, type[SourceConfig]]  # by protocol name
+_accepted: dict[str, type[SourceConfig]] = {}
 
-    models = [spec.config_model for spec in registry().values()]
+
+def accept_source_model(protocol: str, model: type[SourceConfig]) -> None:
+    """Accept `sources` entries with `protocol: <protocol>`, validated by `model` (each
+    adapter's registration calls this)."""
+    _accepted[protocol] = model
+
+
+def source_models() -> dict[str, type[SourceConfig]]:
+    """The source models accepted so far, by protocol name."""
+    return dict(_accepted)
+
+
+def config_model(sources: SourceModels | None = None) -> type[CollectorConfig]:
+    """CollectorConfig whose `sources` accept the given source models (default: every model
+    accepted so far)."""
+    return _config_model(tuple((_accepted if sources is None else sources).values()))
+
+
+@cache
+def _config_model(models: tuple[type[SourceConfig], ...]) -> type[CollectorConfig]:
     if not models:
         return CollectorConfig
-    source_union: Any = Annotated[Union[tuple(models)], Field(discriminator="protocol")]  # noqa: UP007
+    source_union: Any = Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007
     machine = create_model(
         "MachineConfig", __base__=MachineConfig, sources=(list[source_union], [])
     )
@@ -312,8 +330,9 @@ def resolve_config_path(path: str | None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-def load_config(path: str | Path) -> CollectorConfig:
-    """Read, substitute `${ENV}`, validate and cross-check a config file."""
+def load_config(path: str | Path, sources: SourceModels | None = None) -> CollectorConfig:
+    """Read, substitute `${ENV}`, validate and cross-check a config file; `sources` entries
+    are validated by the `sources` models (default: every model accepted so far)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -321,10 +340,11 @@ def load_config(path: str | Path) -> CollectorConfig:
         raise ConfigError([Problem("", f"config file {str(path)!r} not found")]) from None
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config file {str(path)!r}: {exc.strerror}")]) from None
-    return parse_config(text, base_dir=str(path.parent.resolve()))
+    return parse_config(text, base_dir=str(path.parent.resolve()), sources=sources)
 
 
-def parse_config(text: str, base_dir: str = ".") -> CollectorConfig:
+def parse_config(text: str, base_dir: str = ".",
+                 sources: SourceModels | None = None) -> CollectorConfig:
     try:
         data = yaml.safe_load(text)
         node = yaml.compose(text)
@@ -343,9 +363,11 @@ def parse_config(text: str, base_dir: str = ".") -> CollectorConfig:
     data.pop("base_dir", None)
     data["base_dir"] = base_dir
     try:
-        config = config_model().model_validate(data)
+        config = config_model(sources).model_validate(data)
     except ValidationError as exc:
-        problems += [_problem_from_error(err, node) for err in exc.errors(include_url=False)]
+        protocols = list(_accepted if sources is None else sources)
+        problems += [_problem_from_error(err, node, protocols)
+                     for err in exc.errors(include_url=False)]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
@@ -428,8 +450,8 @@ _FRIENDLY = {
 }
 
 
-def _problem_from_error(err: Any, node: Any) -> Problem:
-    loc = _clean_loc(err["loc"])
+def _problem_from_error(err: Any, node: Any, protocols: list[str]) -> Problem:
+    loc = _clean_loc(err["loc"], protocols)
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
@@ -443,7 +465,7 @@ def _problem_from_error(err: Any, node: Any) -> Problem:
         message = f"protocol {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
         loc = (*loc, "protocol")
     elif kind == "union_tag_not_found":
-        message = f"'protocol' is missing; use one of {_protocol_names()}"
+        message = f"'protocol' is missing; use one of {', '.join(map(repr, protocols))}"
         loc = (*loc, "protocol")
     elif kind == "string_pattern_mismatch":
         message = f"{value!r} may only contain {_pattern_words(ctx.get('pattern', ''))}"
@@ -454,10 +476,6 @@ def _problem_from_error(err: Any, node: Any) -> Problem:
     return Problem(format_path(loc), message, _line_of(node, loc))
 
 
-def _protocol_names() -> str:
-    return ", ".join(repr(name) for name in _protocols())
-
-
 def _pattern_words(pattern: str) -> str:
     if "_-" in pattern:
         return "lowercase letters, digits, '_' and '-'"
@@ -466,7 +484,7 @@ def _pattern_words(pattern: str) -> str:
     return f"characters matching {pattern}"
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+def _clean_loc(loc: tuple[Any, ...], protocols: list[str]) -> tuple[Any, ...]:
     """Drop the labels pydantic inserts into a path: union tags (`sources.0.modbus.tags`)
     and validator names (`function-after[...]`)."""
     out: list[Any] = []
@@ -474,17 +492,11 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
         if isinstance(part, str) and (
             part.startswith(("function-", "tagged-union[", "union["))
             or (len(out) >= 2 and out[-2] == "sources" and isinstance(out[-1], int)
-                and part in _protocols())
+                and part in protocols)
         ):
             continue
         out.append(part)
     return tuple(out)
-
-
-def _protocols() -> list[str]:
-    from adapters.base import registry
-
-    return list(registry())
 
 
 def _parse_loc(path: str) -> tuple[Any, ...]:

@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+from adapters.base import registry
+
+registry()  # every adapter's source model, for the configs the tests parse
+
 PG_URL = os.environ.get("COLLECTOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

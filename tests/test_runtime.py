@@ -43,9 +43,6 @@ class CrashingAdapter:
 def _register() -> None:
     if "crashtest" not in registry():
         register(AdapterSpec("crashtest", CrashingSource, CrashingAdapter))
-        from collector.config import config_model
-
-        config_model.cache_clear()
 
 
 def config(tmp_path: Path, extra: str = "", url: str | None = None, port: int = 0) -> str:
