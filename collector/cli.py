@@ -114,13 +114,14 @@ def _report(path: object, exc: ConfigError) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from api.server import ApiServer  # the command line wires the API to the runtime
     from collector.runtime import Runtime, run_service
 
     config = _load_or_report(args)
     if config is None:
         return EXIT_CONFIG
     try:
-        run_service(Runtime(config).run_until_signalled())  # type: ignore[arg-type]
+        run_service(Runtime(config, api=ApiServer).run_until_signalled())  # type: ignore[arg-type]
     except (OSError, ValueError) as exc:
         print(f"collector: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -2,7 +2,8 @@
 
 One task per source (from the adapter registry, restarted with backoff if it crashes), the
 pipeline writer, the ledger connection (retried in the background, so a database that is down
-at boot only means readings wait in the spool), the retention sweep, and the API server.
+at boot only means readings wait in the spool), the retention sweep, and the API server that
+the command line hands it (`api.server.ApiServer`: the core never imports the API).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import gc
 import logging
 import os
 import signal
-import socket
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from adapters.base import AdapterContext, AdapterSpec, registry
 from collector.config import CollectorConfig, MachineConfig, SourceConfig
@@ -86,11 +86,23 @@ def configured_series(config: CollectorConfig) -> list[SeriesInfo]:
     return out
 
 
+class Server(Protocol):
+    """What the runtime serves beside its sources when `api.enabled`: the API."""
+
+    port: int | None  # the port bound, once started
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Runtime:
-    """Everything one collector process runs; `async with Runtime(config) as rt:`."""
+    """Everything one collector process runs; `async with Runtime(config) as rt:`. `api`
+    makes the API server of a runtime (`collector run` passes `api.server.ApiServer`);
+    without it nothing is served."""
 
     def __init__(self, config: CollectorConfig, *, ledger_schema: str | None = None,
-                 box: str | None = None):
+                 box: str | None = None, api: Callable[[Runtime], Server] | None = None):
         self.config = config
         self.ledger = Ledger(config.ledger.url, schema=ledger_schema or config.ledger.db_schema,
                              box=box or config.box)
@@ -104,10 +116,14 @@ class Runtime:
         self.started_at = now_us()
         self._tasks: list[asyncio.Task[Any]] = []
         self._source_tasks: list[asyncio.Task[Any]] = []
-        self._api_server: Any = None
-        self._offload: Any = None
+        self._make_api = api
+        self.api: Server | None = None
         self._stop = asyncio.Event()
-        self.api_port: int | None = None
+
+    @property
+    def api_port(self) -> int | None:
+        """The port the API listens on (None when it is not served)."""
+        return self.api.port if self.api is not None else None
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -145,8 +161,9 @@ class Runtime:
                         name=f"source {machine.id}/{source.id}"))
         if self.config.ledger.retention:
             self._tasks.append(asyncio.create_task(self._retention(), name="retention"))
-        if self.config.api.enabled:
-            await self._start_api()
+        if self.config.api.enabled and self._make_api is not None:
+            self.api = self._make_api(self)
+            await self.api.start()
         log.info("collector box %r running: %d machines, %d sources, %d tags",
                  self.config.box, *self.config.counts())
 
@@ -158,15 +175,12 @@ class Runtime:
         self._source_tasks.clear()
         await self.pipeline.stop()
         await self.derivation.stop()
-        if self._api_server is not None:
-            self._api_server.should_exit = True
+        if self.api is not None:
+            await self.api.stop()
         for task in self._tasks:
-            if task.get_name() != "api":
-                task.cancel()
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._offload is not None:
-            await self._offload.close()
         await self.spool.close()
         await self.ledger.close()
 
@@ -254,35 +268,3 @@ class Runtime:
                 delay = RESTART_MIN
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX)
-
-    # API ---------------------------------------------------------------------------------
-    async def _start_api(self) -> None:
-        import uvicorn
-
-        from api.app import create_app
-
-        class _Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:  # the runtime owns the signals
-                yield
-
-        cfg = self.config.api
-        sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((cfg.host, cfg.port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(f"the API cannot listen on {cfg.host}:{cfg.port}: {exc.strerror} "
-                          "(change api.port, or stop what uses it)") from None
-        sock.listen(128)
-        sock.setblocking(False)
-        self.api_port = sock.getsockname()[1]
-        app = create_app(self)
-        server = _Server(uvicorn.Config(app, log_level="warning",
-                                        access_log=False, lifespan="off"))
-        self._api_server = server
-        self._offload = app.state.offload
-        self._tasks.append(asyncio.create_task(self._offload.start(), name="api-workers"))
-        self._tasks.append(asyncio.create_task(server.serve(sockets=[sock]), name="api"))
-        log.info("API and status page on http://%s:%s/", cfg.host, self.api_port)

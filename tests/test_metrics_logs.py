@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from api.server import ApiServer
 from collector.config import parse_config
 from collector.logs import JsonFormatter, RepeatFilter
 from collector.model import Reading, now_us
@@ -24,7 +25,7 @@ def _value(text: str, name: str) -> float:
 async def test_metrics_expose_pipeline_ledger_and_process(tmp_path: Path) -> None:
     cfg = parse_config(f"ledger:\n  url: sqlite:///{tmp_path}/l.db\nspool:\n  path: {tmp_path}/s.db\n"
                        "api:\n  port: 0\nmachines:\n  - id: m1\n")
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         await rt.pipeline.put([Reading("m1", f"t{i}", now_us(), float(i)) for i in range(42)], wait=True)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
             response = await client.get("/metrics")

@@ -15,6 +15,7 @@ from typing import Literal
 import httpx
 
 from adapters.base import AdapterContext, AdapterSpec, register, registry
+from api.server import ApiServer
 from collector.config import SourceConfig, parse_config
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
@@ -59,7 +60,7 @@ async def test_crashing_adapter_is_restarted_and_reported(tmp_path: Path, monkey
     _register()
     monkeypatch.setattr("collector.runtime.RESTART_MIN", 0.05)
     cfg = parse_config(config(tmp_path, "    sources:\n      - id: board\n        protocol: crashtest\n"))
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         for _ in range(100):
             await asyncio.sleep(0.05)
             if CrashingAdapter.runs >= 3:
@@ -82,7 +83,7 @@ async def test_crashing_adapter_is_restarted_and_reported(tmp_path: Path, monkey
 
 async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
     cfg = parse_config(config(tmp_path))
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         ts = 1_763_776_800_123_000  # 2025-11-22T02:00:00.123Z
         await rt.pipeline.put([Reading("press07", "current", ts, 12.5),
                                Reading("press07", "door_open", ts, True),
@@ -104,7 +105,7 @@ async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
 
 async def test_api_keys_guard_everything_but_health(tmp_path: Path) -> None:
     cfg = parse_config(config(tmp_path).replace("api:\n", "api:\n  api_keys: [k-123]\n"))
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rt.api_port}") as client:
             assert (await client.get("/api/v1/health")).status_code == 200
             assert (await client.get("/api/v1/machines/press07/latest")).status_code == 401
@@ -119,7 +120,7 @@ async def test_api_keys_guard_everything_but_health(tmp_path: Path) -> None:
 async def test_ledger_down_at_boot_spools_then_catches_up(tmp_path: Path, throwaway_pg) -> None:
     throwaway_pg.stop()
     cfg = parse_config(config(tmp_path, url=throwaway_pg.url))
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         assert not rt.ledger.ready and not rt.pipeline.ledger_ok
         await rt.pipeline.put([Reading("press07", "t", 1_700_000_000_000_000 + i, float(i)) for i in range(100)],
                               wait=True)
@@ -202,7 +203,7 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 async def test_retention_sweep_runs_in_the_runtime(tmp_path: Path) -> None:
     text = config(tmp_path).replace("ledger:\n", "ledger:\n  retention: 1h\n  retention_interval: 100ms\n")
     cfg = parse_config(text)
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         now = now_us()
         old = [Reading("press07", "t", now - 7200 * 1_000_000 + i, 1.0) for i in range(50)]
         fresh = [Reading("press07", "t", now - 60 * 1_000_000 + i, 2.0) for i in range(5)]
@@ -233,11 +234,12 @@ async def test_api_workers_start_and_stop_with_the_runtime(tmp_path: Path) -> No
     """`collector run` starts its API worker processes (api.workers) with the API and stops
     them when it stops; they answer large pages meanwhile."""
     cfg = parse_config(config(tmp_path).replace("api:\n", "api:\n  workers: 2\n"))
-    async with Runtime(cfg) as rt:
+    async with Runtime(cfg, api=ApiServer) as rt:
         ts = 1_763_776_800_000_000
         await rt.pipeline.put([Reading("press07", "current", ts + i * 1000, float(i))
                                for i in range(3_000)], wait=True)
-        offload = rt._offload
+        assert isinstance(rt.api, ApiServer) and rt.api.offload is not None
+        offload = rt.api.offload
         for _ in range(200):
             if len(offload.pids()) == 2:
                 break

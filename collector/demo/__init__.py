@@ -59,6 +59,7 @@ def prepare(data: Path, port: int) -> tuple[Plant, CollectorConfig, Path]:
 
 async def _serve(plant: Plant, config: CollectorConfig, effective: Path,
                  seconds: float | None) -> int:
+    from api.server import ApiServer
     from collector.runtime import Runtime
 
     stop = asyncio.Event()
@@ -69,7 +70,7 @@ async def _serve(plant: Plant, config: CollectorConfig, effective: Path,
     await plant.start(random.Random())
     try:
         try:
-            runtime = Runtime(config)
+            runtime = Runtime(config, api=ApiServer)
             await runtime.start()
         except OSError as exc:
             raise DemoError(str(exc)) from None
