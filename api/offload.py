@@ -198,12 +198,11 @@ def _start_worker(url: str, schema: str | None) -> None:
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True,
                          name="collector-watch").start()
-    from collector.ledger import Ledger, small_reads
+    from collector.ledger import Ledger
 
-    small_reads.CACHE_KIB = WORKER_CACHE_KIB
     _loop = asyncio.new_event_loop()
     asyncio.set_event_loop(_loop)
-    _ledger = Ledger(url, schema=schema)
+    _ledger = Ledger(url, schema=schema, read_cache_kib=WORKER_CACHE_KIB)
     _loop.run_until_complete(_ledger.open(migrate=False))
     # what start-up made lives as long as the worker: out of the cyclic GC's reach, as in
     # the collector process

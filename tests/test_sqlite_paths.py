@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.ledger import Ledger, LedgerURLError, sqlite_batch
+from collector.ledger import Ledger, LedgerURLError, small_reads, sqlite_batch
 from collector.ledger.small_reads import SmallReader
 from collector.ledger.sqlite_batch import chunks, many, values_sql
 from collector.model import Reading
@@ -98,6 +98,21 @@ def test_small_read_steps_aside_while_the_file_is_locked(tmp_path: Path) -> None
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         reader.fetch("SELECT * FROM missing", [])  # anything else is an error, not a fallback
     reader.close()
+
+
+@pytest.mark.parametrize("cache_kib", [None, 2_048])
+async def test_the_direct_reader_has_the_page_cache_it_is_given(tmp_path: Path,
+                                                                 cache_kib: int | None) -> None:
+    """The API's worker processes give their ledgers a small page cache (the OS caches the
+    file for all of them); a setting passed in, not a module constant changed."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = Ledger(url) if cache_kib is None else Ledger(url, read_cache_kib=cache_kib)
+    await ledger.open()
+    try:
+        expected = small_reads.CACHE_KIB if cache_kib is None else cache_kib
+        assert small_reads.fetch(ledger.engine, "PRAGMA cache_size", [], 1) == [(-expected,)]
+    finally:
+        await ledger.close()
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory"])

@@ -30,11 +30,14 @@ class LedgerNotReady(RuntimeError):
 
 
 class Ledger:
-    """The ledger database: `await open()` connects and migrates; then write and query."""
+    """The ledger database: `await open()` connects and migrates; then write and query.
+    `read_cache_kib`: the page cache of the direct reader of a SQLite ledger (`small_reads`)."""
 
-    def __init__(self, url: str, *, schema: str | None = None, box: str | None = None):
+    def __init__(self, url: str, *, schema: str | None = None, box: str | None = None,
+                 read_cache_kib: int = small_reads.CACHE_KIB):
         self.url = url
         self.schema = schema
+        self.read_cache_kib = read_cache_kib
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self.writer = LedgerWriter(self.engine, box=box)
         self.production = ProductionStore(self.engine)
@@ -58,7 +61,7 @@ class Ledger:
             await upgrade(self.engine)
             self.timescale = await use_timescale(self.engine)
         if self.dialect == "sqlite":
-            small_reads.attach(self.engine, self.engine.url.database or "")
+            small_reads.attach(self.engine, self.engine.url.database or "", self.read_cache_kib)
         self.ready = True
 
     async def close(self) -> None:

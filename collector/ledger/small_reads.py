@@ -47,8 +47,9 @@ def gc_paused() -> Iterator[None]:
 class SmallReader:
     """A read-only connection to the ledger's SQLite file, used from one thread only."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, cache_kib: int = CACHE_KIB):
         self.path = path
+        self.cache_kib = cache_kib
         self._conn: sqlite3.Connection | None = None
 
     def _open(self) -> sqlite3.Connection:
@@ -56,7 +57,7 @@ class SmallReader:
         for pragma in _PRAGMAS:
             conn.execute(pragma)
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        conn.execute(f"PRAGMA cache_size=-{self.cache_kib}")
         conn.execute("PRAGMA query_only=ON")
         self._conn = conn
         return conn
@@ -81,9 +82,10 @@ class SmallReader:
 _readers: weakref.WeakKeyDictionary[Any, SmallReader] = weakref.WeakKeyDictionary()
 
 
-def attach(engine: Any, path: str) -> None:
-    """Read `engine`'s small results directly from the SQLite file at `path`."""
-    _readers[engine] = SmallReader(path)
+def attach(engine: Any, path: str, cache_kib: int = CACHE_KIB) -> None:
+    """Read `engine`'s small results directly from the SQLite file at `path`, with a page
+    cache of `cache_kib` KiB."""
+    _readers[engine] = SmallReader(path, cache_kib)
 
 
 def detach(engine: Any) -> None:
