@@ -263,8 +263,8 @@
     };
     rec.cells.from.textContent = when(d.start);
     rec.cells.to.textContent = d.ongoing ? "ongoing" : when(d.end);
-    rec.cells.duration.textContent = fmtHm(d.duration_s);
-    rec.cells.duration.title = fmtDuration(d.duration_s);
+    rec.cells.duration.textContent = fmtDuration(d.duration_s);
+    rec.cells.duration.title = `${fmtHm(d.duration_s)} (h:mm)`;
     rec.cells.states.textContent = d.states.join(", ");
     rec.el.classList.toggle("planned", Boolean(d.planned));
     rec.el.classList.toggle("ongoing", Boolean(d.ongoing));
@@ -282,8 +282,7 @@
       rec.dirty = false;
       fill(rec, saved, shown.day, plantClock(shown.day.timezone));
       rec.el.classList.remove("dirty");
-      feedback.set(rec.d.id, { kind: "ok",
-        text: `Saved ${new Date(now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" })}` });
+      feedback.set(rec.d.id, { kind: "ok", text: `Saved ${plantClock(shown.day.timezone)(now())}` });
       showFeedback(rec);
       load(); // a planned reason changes planned time and availability
     } catch (e) {
