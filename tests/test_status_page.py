@@ -2,7 +2,8 @@
 
 `make demo` and the page shows three machines with live values within 30 s; a collector with
 a dead source, a dead machine and API keys shows "some down", "no data", the errors, and asks
-for the key. Screenshots go to test-artifacts/.
+for the key; a press played by a pymodbus server shows its state, today's parts, the shift's
+OEE and a bar of its states. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from adapters.modbus.tests.peers import Device, sim_device
 from collector.demo.press import FIRMWARE, PressSimulator
 
 from .conftest import need_program
@@ -39,6 +42,18 @@ except ImportError:  # the browser tests fail, naming what to install
 READ_CARDS = """() => [...document.querySelectorAll('.card')].map(c => ({
   id: c.dataset.machine, status: c.dataset.status,
   name: c.querySelector('.name').textContent, label: c.querySelector('.status').textContent,
+  state: c.querySelector('.state').hidden ? null : {
+    word: c.querySelector('.state').textContent,
+    colour: getComputedStyle(c.querySelector('.state')).color},
+  production: c.querySelector('.production').hidden ? null : {
+    parts: c.querySelector('.kpi.parts .v').textContent,
+    partsSub: c.querySelector('.kpi.parts .sub').textContent,
+    oeeLabel: c.querySelector('.kpi.oee .k').textContent,
+    oee: c.querySelector('.kpi.oee .v').textContent,
+    head: c.querySelector('.timeline-head').textContent,
+    bar: [...c.querySelectorAll('.statebar .seg')].map(s => ({
+      state: s.dataset.state, width: parseFloat(s.style.width),
+      colour: getComputedStyle(s).backgroundColor, image: getComputedStyle(s).backgroundImage}))},
   sources: [...c.querySelectorAll('.source')].map(s => ({
     id: s.dataset.source, connected: s.dataset.connected,
     conn: s.querySelector('.conn').textContent,
@@ -275,6 +290,204 @@ def test_some_down_no_data_errors_and_the_api_key(browser: Any,
     assert page.errors == []
 
 
+PRESS = """\
+ledger: {{url: "sqlite:///{data}/ledger.db"}}
+spool: {{path: "{data}/spool.db"}}
+pipeline: {{flush_interval: 100ms}}
+api: {{port: {api}, api_keys: ["{read}"], write_keys: ["{write}"]}}
+plant:
+  timezone: {tz}
+  shifts:
+    - {{name: early, start: "06:00", end: "14:00"}}
+    - {{name: late, start: "14:00", end: "22:00"}}
+    - {{name: night, start: "22:00", end: "06:00"}}
+  downtime_reasons:
+    - {{code: tool_change, label: Tool change, planned: true}}
+    - {{code: no_material, label: No material}}
+machines:
+  - id: press07
+    name: Press 07
+    sources:
+      - {{id: io, protocol: modbus, host: 127.0.0.1, port: {io}, interval: 200ms, tags: [
+          {{name: motor_current, register: holding, address: 0, type: uint16, scale: 0.1, unit: A}},
+          {{name: parts_total, register: holding, address: 2, type: uint32}},
+          {{name: rejects, register: holding, address: 4, type: uint16}}]}}
+    production:
+      states:
+        - {{state: running, when: "motor_current > 9"}}
+        - {{state: idle, when: "motor_current > 2"}}
+        - {{state: stopped, when: "true"}}
+      counters: {{total: parts_total, reject: rejects}}
+      ideal_cycle: 1s
+      micro_stop: 1s
+  - id: oven02
+    name: Oven 02
+    sources:
+      - {{id: plc, protocol: modbus, host: 127.0.0.1, port: {io}, interval: 500ms, tags: [
+          {{name: zone1_temperature, register: holding, address: 10, unit: degC}}]}}
+"""
+CURRENT = {"running": 200, "idle": 50, "stopped": 0}  # raw motor_current: 20.0 A, 5.0 A, 0 A
+
+
+def afternoon_zone() -> str:
+    """A fixed-offset zone in which it is now 15:xx: the early shift is over, the late shift
+    runs for more than an hour, the night shift has not started and midnight is far away."""
+    hours = (15 - datetime.now(UTC).hour + 12) % 24 - 12  # -12 .. 11
+    return "Etc/GMT" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX signs: Etc/GMT-8 is UTC+8
+
+
+class PressPlant:
+    """A press played by a pymodbus server (values the test sets), an oven without production
+    rules on the same server, and `collector run` with a plant calendar, reasons and keys."""
+
+    def __init__(self, folder: Path):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.device = Device([sim_device(1)])
+        self.call(self.device.start())
+        self.parts, self.rejects = 50_000, 7
+        self.set_state("running")
+        self.set_counters(self.parts, self.rejects)
+        self.read_key = "r-" + "".join(random.choice("abcdef0123456789") for _ in range(16))
+        self.write_key = "w-" + "".join(random.choice("abcdef0123456789") for _ in range(16))
+        self.tz = afternoon_zone()
+        api = free_port()
+        self.url = f"http://127.0.0.1:{api}"
+        config = folder / "collector.yaml"
+        config.write_text(PRESS.format(data=folder, api=api, read=self.read_key,
+                                       write=self.write_key, tz=self.tz, io=self.device.port))
+        self.log = (folder / "collector.log").open("wb")
+        self.process = subprocess.Popen([*collector_command(), "run", "-c", str(config)],
+                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=folder)
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def set_state(self, state: str) -> None:
+        self.call(self.device.set("holding", 0, [CURRENT[state]]))
+
+    def set_counters(self, parts: int, rejects: int) -> None:
+        self.call(self.device.set("holding", 2, [parts >> 16, parts & 0xFFFF, rejects]))
+
+    def make(self, parts: int, rejects: int) -> None:
+        self.parts += parts
+        self.rejects += rejects
+        self.set_counters(self.parts, self.rejects)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(self.url + path, params=params,
+                             headers={"X-API-Key": self.read_key}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def wait(self, check: Callable[[], Any], within: float, what: str) -> Any:
+        """Poll `check()` until truthy; fail naming `what` with the collector's log."""
+        until = time.monotonic() + within
+        problem: Exception | None = None
+        while time.monotonic() < until:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the collector exited: {self.output()[-3000:]}")
+            try:
+                result = check()
+                if result:
+                    return result
+            except (httpx.HTTPError, KeyError, IndexError) as exc:
+                problem = exc
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: not within {within} s (last problem: {problem})\n"
+                             f"{self.output()[-3000:]}")
+
+    def state(self) -> str | None:
+        return {m["id"]: m["state"] for m in self.get("/api/v1/machines")["items"]}["press07"]
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.log.close()
+        self.call(self.device.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def press_plant(tmp_path: Path) -> Iterator[PressPlant]:
+    plant = PressPlant(tmp_path)
+    try:
+        plant.wait(lambda: plant.state() == "running", 30, "the press running")
+        yield plant
+    finally:
+        plant.close()
+
+
+def rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
+
+
+def test_card_shows_state_in_colour_and_word_parts_oee_and_state_bar(
+        browser: Any, press_plant: PressPlant) -> None:
+    plant = press_plant
+    plant.make(12, 2)  # parts made while running: 12, of which 2 rejects
+    plant.wait(lambda: plant.get("/api/v1/ledger/daily")["totals"][0]["total"] == 12, 20,
+               "12 parts in the ledger")
+    page = open_page(browser, plant.url + "/", time.monotonic() + 20)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    opened = time.monotonic()
+    page.wait_for_selector("#keyform:not([hidden])", timeout=15_000)
+    page.fill("#keyinput", plant.read_key)
+    page.click("#keyform button[type=submit]")
+
+    def production_shown(cs: list[dict[str, Any]]) -> bool:
+        return (len(cs) == 2 and cs[0]["production"] is not None
+                and cs[0]["production"]["parts"] == "12" and cs[0]["production"]["bar"] != [])
+
+    press, oven = wait_for(page, production_shown, time.monotonic() + 20, "parts and state bar")
+    assert press["state"]["word"] == "running"
+    assert rgb(press["state"]["colour"]) == (47, 191, 113)  # green, and the word says it too
+    prod = press["production"]
+    assert prod["partsSub"] == "this shift 12 · 2 rejects today"
+    assert prod["oeeLabel"] == "OEE late shift"  # 15:xx plant time
+    late = {r["shift"]: r for r in plant.get("/api/v1/ledger/daily")["items"]}["late"]
+    shown_oee = float(prod["oee"].rstrip(" %"))
+    assert late["oee"] is not None and abs(shown_oee - late["oee"] * 100) < 0.15
+    assert prod["head"].startswith("last 8 h · running since ")
+    # the bar: offline before the collector started (grey), then running to now (green)
+    bar = prod["bar"]
+    assert [s["state"] for s in bar][-1] == "running" and "offline" in [s["state"] for s in bar]
+    assert abs(sum(s["width"] for s in bar) - 100) < 0.5
+    assert rgb(bar[-1]["colour"]) == (47, 191, 113)
+    offline = next(s for s in bar if s["state"] == "offline")
+    assert offline["width"] > 90  # nearly all of the last 8 h: the collector is minutes old
+    assert (oven["state"], oven["production"]) == (None, None)  # no production rules
+
+    # the press stops: the card says so within a few seconds, in red with a hatched bar end
+    plant.set_state("stopped")
+    press, _ = wait_for(page, lambda cs: cs[0]["state"]["word"] == "stopped"
+                        and cs[0]["production"]["bar"][-1]["state"] == "stopped",
+                        time.monotonic() + 10, "the stop")
+    assert rgb(press["state"]["colour"]) == (229, 72, 77)
+    assert "repeating-linear-gradient" in press["production"]["bar"][-1]["image"]
+    assert press["production"]["head"].startswith("last 8 h · stopped since ")
+    # gently: the day's ledger every 30 s for all machines, states once a minute per machine
+    # with rules (the bar's end follows /machines in between)
+    minutes = (time.monotonic() - opened) / 60
+    assert 1 <= sum("/ledger/daily" in u for u in asked) <= 1 + 2 * minutes
+    assert 1 <= sum("/machines/press07/states" in u for u in asked) <= 1 + minutes
+    assert not [u for u in asked if "/machines/oven02/" in u]
+    assert page.errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status-page-production.png"), full_page=True)
+
+
 def test_page_and_assets_need_no_key_and_nothing_else_is_served() -> None:
     # in a thread of its own: Playwright's sync API keeps an event loop busy in this one
     with ThreadPoolExecutor(1) as pool:
@@ -300,6 +513,18 @@ async def _page_and_assets() -> None:
             asset = await client.get(f"/static/{name}")
             assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
             assert f"/static/{name}" in page.text
+        ledger = await client.get("/ledger")
+        assert ledger.status_code == 200 and ledger.headers["cache-control"] == "no-cache"
+        assert "<title>&lt;line2&gt; · daily production ledger</title>" in ledger.text
+        assert "cdn" not in ledger.text.lower() and "https://" not in ledger.text
+        assert 'href="/ledger"' in page.text and 'href="/"' in ledger.text  # linked both ways
+        for name, kind in (("ledger.js", "text/javascript"), ("ledger.css", "text/css"),
+                           ("draw.js", "text/javascript"), ("status.css", "text/css")):
+            asset = await client.get(f"/static/{name}")
+            assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+            assert f"/static/{name}" in ledger.text
+            assert "https://" not in asset.text  # nothing from the internet
+        assert (await client.get("/static/ledger.html")).status_code == 404
         missing = await client.get("/static/index.html")
         assert missing.status_code == 404
         assert missing.json()["detail"] == "no file 'index.html' here; the status page is at /"
