@@ -136,7 +136,8 @@
     }));
     $("totals").hidden = !day.totals.length;
     $("totals").replaceChildren(el("h3", {}, "Day totals",
-      el("span", { class: "span" }, first ? ` ${hm(Date.parse(first.start))}–${hm(Date.parse(last.end))}` : "")),
+      el("span", { class: "span" }, first ? ` ${hm(Date.parse(first.start))}–${hm(Date.parse(last.end))}` +
+        (localDate(Date.parse(last.end), day.timezone) > day.date ? " next day" : "") : "")),
     table(day.totals, names));
     renderDowntimes(day, downtimes, names, hm);
   }
