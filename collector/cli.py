@@ -15,6 +15,7 @@ from collector.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     ConfigError,
+    deprecated_keys,
     load_config,
     resolve_config_path,
 )
@@ -94,6 +95,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _report(path, exc)
         return EXIT_CONFIG
+    for note in deprecated_keys(config):  # accepted, but say what to write today
+        print(f"{path}: {note}", file=sys.stderr)
     machines, sources, tags = config.counts()
     print(f"{machines} machines, {sources} sources, {tags} tags")
     return EXIT_OK

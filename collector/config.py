@@ -25,12 +25,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     create_model,
+    model_validator,
 )
 
 from collector.derive.rules import production_problems
 from collector.derive.shifts import calendar_problems
+from collector.sources.backoff import Backoff
+from collector.sources.problems import Problems, raise_problems
 
 DEFAULT_CONFIG = "config/collector.yaml"
 CONFIG_ENV = "COLLECTOR_CONFIG"
@@ -127,6 +132,12 @@ class TagConfig(Strict):
     deadband: float | None = Field(None, ge=0)  # absolute; store only changes larger than this
     heartbeat: Duration | None = None  # store at least this often even without change
 
+# source options renamed so that every protocol spells them alike: old name -> new name
+RENAMED_SOURCE_KEYS = {
+    "max_backoff": "reconnect_delay_max",  # opcua
+    "reconnect_max_delay": "reconnect_delay_max",  # mqtt
+}
+
 
 class SourceConfig(Strict):
     """What every protocol's source has; adapters subclass it with `protocol: Literal[...]`."""
@@ -136,7 +147,67 @@ class SourceConfig(Strict):
     enabled: bool = True
     interval: Duration = 1.0
     timeout: Duration = 1.0
+    # after a failed or lost connection wait reconnect_delay, doubling after each further
+    # failure up to reconnect_delay_max; a successful connection starts over
+    reconnect_delay: Duration = 1.0
+    reconnect_delay_max: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 30.0
     tags: list[TagConfig] = []
+
+    # old option names this entry was written with (for `collector check`'s deprecation lines)
+    _renamed_keys: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_renamed_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """Old option names are read as their new ones and remembered for a deprecation line."""
+        renamed: list[str] = []
+        if isinstance(data, dict) and not RENAMED_SOURCE_KEYS.keys().isdisjoint(data):
+            data = dict(data)
+            problems: Problems = []
+            for old, new in RENAMED_SOURCE_KEYS.items():
+                if old in data:
+                    value = data.pop(old)
+                    if new in data:
+                        problems.append((old, f"{old} is the old name of {new}, which is also "
+                                         f"set; keep only {new}", value))
+                    else:
+                        data[new] = value
+                        renamed.append(old)
+            raise_problems(problems)
+        source = handler(data)
+        if renamed:
+            source._renamed_keys = tuple(renamed)
+        return source
+
+    @model_validator(mode="after")
+    def _reconnect_delays(self) -> SourceConfig:
+        given = self.model_fields_set
+        if "reconnect_delay" in given and "reconnect_delay_max" in given \
+                and self.reconnect_delay_max < self.reconnect_delay:
+            raise_problems([("reconnect_delay_max", f"must not be less than reconnect_delay "
+                             f"({self.reconnect_delay:g} s)", self.reconnect_delay_max)])
+        return self
+
+    def reconnect_backoff(self, *, jitter: float = 0.0) -> Backoff:
+        """The wait between connection attempts; a cap below the default first wait (only
+        reconnect_delay_max set, say 500ms) lowers the first wait too."""
+        return Backoff(min(self.reconnect_delay, self.reconnect_delay_max),
+                       self.reconnect_delay_max, jitter=jitter)
+
+    def renamed_keys(self) -> tuple[str, ...]:
+        """Old option names this entry was written with."""
+        return self._renamed_keys
+
+
+def deprecated_keys(config: CollectorConfig) -> list[Problem]:
+    """One entry per old option name in the config, saying what to write instead."""
+    return [
+        Problem(f"machines[{mi}].sources[{si}].{old}",
+                f"deprecated, write {RENAMED_SOURCE_KEYS[old]} (same meaning)")
+        for mi, machine in enumerate(config.machines)
+        for si, source in enumerate(machine.sources)
+        for old in source.renamed_keys()
+    ]
 
 
 StateName = Literal["running", "idle", "stopped", "offline"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from collector.config import PipelineConfig
 from collector.ledger import Ledger
 from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, Value
+from collector.sources.backoff import Backoff
 from collector.spool import Spool
 
 log = logging.getLogger("collector.pipeline")
@@ -108,8 +109,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self.ledger_ok = True
         self.last_error: str | None = None
-        self._retry_at = 0.0
-        self._retry_delay = RETRY_MIN
+        self._retry = Backoff(RETRY_MIN, RETRY_MAX)  # between write attempts while failing
         # counters
         self.received = 0
         self.written = 0
@@ -206,7 +206,7 @@ class Pipeline:
                 return
 
     async def _cycle(self) -> None:
-        if self.spool.backlog and time.monotonic() >= self._retry_at:
+        if self.spool.backlog and not self._retry.retry_in:
             await self._replay()
         while self._queue:
             entries = self._take(self.config.batch_size)
@@ -249,7 +249,7 @@ class Pipeline:
             log.info("ledger writable again")
         self.ledger_ok = True
         self.last_error = None
-        self._retry_delay = RETRY_MIN
+        self._retry.reset()
         return True
 
     def _failed(self, exc: BaseException) -> None:
@@ -259,8 +259,7 @@ class Pipeline:
             log.error("ledger write failed, spooling until it recovers: %s", message)
         self.ledger_ok = False
         self.last_error = message
-        self._retry_at = time.monotonic() + self._retry_delay
-        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+        self._retry.next()
 
     async def _replay(self) -> None:
         """Move spooled batches into the ledger, oldest first, until the spool is empty or a

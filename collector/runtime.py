@@ -25,12 +25,15 @@ from collector.derive.rules import compile_rules
 from collector.ledger import Ledger, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import SourceHealth, now_us
 from collector.pipeline import Pipeline, TagRule
+from collector.sources.backoff import Backoff
 from collector.spool import Spool
 
 log = logging.getLogger("collector.runtime")
 
-RESTART_MIN = 1.0
+RESTART_MIN = 1.0  # first wait before restarting a crashed adapter; doubles up to the max
 RESTART_MAX = 60.0
+LEDGER_RETRY_MIN = 1.0  # first wait before reaching the ledger again at start-up; doubles ...
+LEDGER_RETRY_MAX = 30.0
 
 
 T = TypeVar("T")
@@ -223,12 +226,11 @@ class Runtime:
         self.ledger.ready = True
 
     async def _reconnect_ledger(self) -> None:
-        delay = 1.0
+        backoff = Backoff(LEDGER_RETRY_MIN, LEDGER_RETRY_MAX)
         while not self.ledger.ready:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
             with contextlib.suppress(Exception):
                 await self._connect_ledger()
-            delay = min(delay * 2, 30.0)
         log.info("ledger reachable; replaying the spool")
         self.pipeline.ledger_ok = True
 
@@ -249,10 +251,11 @@ class Runtime:
     # sources -----------------------------------------------------------------------------
     async def _supervise(self, spec: AdapterSpec, machine: MachineConfig, source: SourceConfig,
                          health: SourceHealth) -> None:
-        delay = RESTART_MIN
+        backoff = Backoff(RESTART_MIN, RESTART_MAX)
         context = AdapterContext(machine, source, self.pipeline, health)
         while True:
             started = time.monotonic()
+            crash: Exception | None = None
             try:
                 adapter = spec.factory(context)
                 await adapter.run()
@@ -260,11 +263,14 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                crash = exc
                 message = f"adapter crashed: {type(exc).__name__}: {exc}"
-                log.exception("%s/%s: %s; restarting in %.0f s", machine.id, source.id, message, delay)
             health.error(message, connected=False)
             health.restarts += 1
             if time.monotonic() - started > 5 * RESTART_MAX:
-                delay = RESTART_MIN
+                backoff.reset()  # it ran a good while: this is a new failure, not the same one
+            delay = backoff.next()
+            if crash is not None:
+                log.error("%s/%s: %s; restarting in %.0f s", machine.id, source.id, message, delay,
+                          exc_info=crash)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX)

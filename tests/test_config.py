@@ -163,3 +163,46 @@ def test_every_example_config_passes_check() -> None:
                                 capture_output=True, text=True, timeout=60, cwd=root.parent, env=env)
         assert result.returncode == 0, f"{example.name}: {result.stderr}"
         assert re.fullmatch(r"\d+ machines, \d+ sources, \d+ tags\n", result.stdout)
+
+
+RENAMED_SOURCES = {
+    "max_backoff": "{id: ua, protocol: opcua, endpoint: 'opc.tcp://127.0.0.1:4840', "
+                   "tags: [{name: t, node: 'ns=2;i=2'}]",
+    "reconnect_max_delay": "{id: broker, protocol: mqtt, broker: 'mqtt://127.0.0.1:1883', "
+                           "tags: [{name: t, topic: a/t}]",
+}
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED_SOURCES))
+def test_a_renamed_source_option_still_works_and_check_says_what_to_write(
+        tmp_path: Path, old: str) -> None:
+    text = ("machines:\n  - id: press07\n  - id: oven1\n    sources:\n"
+            f"      - {RENAMED_SOURCES[old]}, {old}: 5s}}\n")
+    source = parse_config(text).machines[1].sources[0]
+    assert source.reconnect_delay_max == 5.0
+    assert source.reconnect_backoff().next() == 1.0
+    path = tmp_path / "old.yaml"
+    path.write_text(text)
+    result = run_cli("check", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "2 machines, 1 sources, 1 tags\n"
+    assert result.stderr.splitlines() == [
+        f"{path}: machines[1].sources[0].{old}: deprecated, write reconnect_delay_max (same meaning)"]
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED_SOURCES))
+def test_an_old_and_a_new_name_together_are_a_problem(old: str) -> None:
+    text = (f"machines:\n  - id: oven1\n    sources:\n"
+            f"      - {RENAMED_SOURCES[old]}, {old}: 5s, reconnect_delay_max: 10s}}\n")
+    assert problems(text) == [
+        f"machines[0].sources[0].{old}: {old} is the old name of reconnect_delay_max, which is "
+        "also set; keep only reconnect_delay_max (line 4)"]
+
+
+def test_reconnect_delays_out_of_order_are_a_problem() -> None:
+    text = ("machines:\n  - id: oven1\n    sources:\n"
+            f"      - {RENAMED_SOURCES['max_backoff']}, reconnect_delay: 10s, "
+            "reconnect_delay_max: 2s}\n")
+    assert problems(text) == [
+        "machines[0].sources[0].reconnect_delay_max: must not be less than reconnect_delay "
+        "(10 s) (line 4)"]

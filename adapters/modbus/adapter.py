@@ -144,7 +144,7 @@ class ModbusAdapter:
         extra["scans"] = self.scans
         extra["splits"] = self.splits
         extra["connects"] = link.connects
-        extra["backoff"] = round(link.backoff, 3)
+        extra["retry_in_s"] = round(link.backoff.retry_in, 3)
         if self.scans % 10 == 1:  # sorting the last hour of samples now and then is cheap
             extra["jitter_p50_ms"] = round(percentile(self.jitter, 0.50) * 1000, 3)
             extra["jitter_p99_ms"] = round(percentile(self.jitter, 0.99) * 1000, 3)
@@ -159,7 +159,7 @@ class ModbusAdapter:
             if link.failed_connects != failed:  # an attempt failed now (not just waiting)
                 self.ctx.health.error(
                     f"{self._where}: cannot connect to {link.where}; retrying in "
-                    f"{link.backoff:.1f} s (check power, cable, address and port)",
+                    f"{link.backoff.retry_in:.1f} s (check power, cable, address and port)",
                     connected=False)
             self._mark_bad(self.all_tags, readings, now_us())
         else:

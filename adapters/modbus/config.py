@@ -8,12 +8,12 @@ string longer than one request) is rejected here with the field named and the fi
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from collector.config import Duration, SourceConfig, TagConfig
+from collector.config import SourceConfig, TagConfig
+from collector.sources.problems import Problems, raise_problems
 
 from .codec import BIT_KINDS, TYPES, allowed_orders, register_count
 
@@ -25,26 +25,6 @@ TagType = Literal[
     "float16", "float32", "float64", "string",
 ]  # fmt: skip
 assert set(TagType.__args__) == set(TYPES)  # type: ignore[attr-defined]
-
-
-Problems = list[tuple[str | tuple[Any, ...], str, Any]]  # (field or path, message, value)
-
-
-def _fail(problems: Problems) -> None:
-    """Raise all problems at once, each located at its own field (so the path ends in
-    `.type`, `.bit`, ... rather than at the tag)."""
-    if problems:
-        raise ValidationError.from_exception_data(
-            "modbus",
-            [
-                InitErrorDetails(
-                    type=PydanticCustomError("value_error", "{error}", {"error": message}),
-                    loc=field if isinstance(field, tuple) else (field,),
-                    input=value,
-                )
-                for field, message, value in problems
-            ],
-        )
 
 
 # `register` is the contract's field name; it hides ABCMeta.register, which no one calls on
@@ -121,7 +101,7 @@ class ModbusTagConfig(TagConfig):
                 problems.append(("address", f"{type_} at address {self.address} occupies "
                                  f"{self.width} registers and runs past the last address "
                                  f"65535 (to {last}); check the address", self.address))
-        _fail(problems)
+        raise_problems(problems, "modbus")
         return self
 
 
@@ -142,8 +122,6 @@ class ModbusSourceConfig(SourceConfig):
     max_registers: int = Field(MAX_REGISTERS, ge=1, le=MAX_REGISTERS)
     max_bits: int = Field(MAX_BITS, ge=1, le=MAX_BITS)
     max_gap: int = Field(16, ge=0, le=MAX_BITS)  # unused registers (bits) worth reading through
-    reconnect_delay: Duration = 1.0  # first wait after a failed connect; doubles each failure
-    reconnect_delay_max: Duration = 30.0  # cap of that wait
     tags: list[ModbusTagConfig] = []  # type: ignore[assignment]
 
     @property
@@ -172,16 +150,13 @@ class ModbusSourceConfig(SourceConfig):
             problems.append(("interval", "must be more than 0 (e.g. 1s or 250ms)", self.interval))
         if self.timeout <= 0:
             problems.append(("timeout", "must be more than 0 (e.g. 1s or 500ms)", self.timeout))
-        if self.reconnect_delay_max < self.reconnect_delay:
-            problems.append(("reconnect_delay_max", "must not be less than reconnect_delay",
-                             self.reconnect_delay_max))
         for i, tag in enumerate(self.tags):
             limit = self.max_bits if tag.register in BIT_KINDS else self.max_registers
             if tag.width > limit:
                 problems.append((("tags", i, "length"), f"{tag.width} registers do not fit in "
                                  f"one request of at most max_registers={limit}; shorten "
                                  f"the string or raise max_registers", tag.length))
-        _fail(problems)
+        raise_problems(problems, "modbus")
         return self
 
     def unit_of(self, tag: ModbusTagConfig) -> int:

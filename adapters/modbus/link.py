@@ -59,10 +59,7 @@ class Link:
         self.source = source
         self.where = describe(source)
         self.client = make_client(source)
-        self.min_delay = source.reconnect_delay
-        self.max_delay = source.reconnect_delay_max
-        self.delay = self.min_delay
-        self.next_attempt = 0.0
+        self.backoff = source.reconnect_backoff()
         self.users = 0
         self.connects = 0
         self.failed_connects = 0
@@ -72,11 +69,6 @@ class Link:
     def connected(self) -> bool:
         return self.client.connected
 
-    @property
-    def backoff(self) -> float:
-        """Seconds until the next connection attempt may run (0 when it may run now)."""
-        return max(0.0, self.next_attempt - asyncio.get_running_loop().time())
-
     async def ensure_connected(self) -> bool:
         """Connect unless connected or still backing off; False when not connected."""
         if self.client.connected:
@@ -84,19 +76,17 @@ class Link:
         async with self._lock:
             if self.client.connected:
                 return True
-            loop = asyncio.get_running_loop()
-            if loop.time() < self.next_attempt:
+            if self.backoff.retry_in > 0:
                 return False
             connected = await self.client.connect()
             _honour_cancel()
             if connected:
-                self.delay = self.min_delay
+                self.backoff.reset()
                 self.connects += 1
                 return True
             self.client.close()
             self.failed_connects += 1
-            self.next_attempt = loop.time() + self.delay
-            self.delay = min(self.delay * 2, self.max_delay)
+            self.backoff.next()
             return False
 
     def lost(self) -> None:

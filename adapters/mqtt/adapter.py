@@ -109,7 +109,7 @@ class MqttAdapter:
     async def run(self) -> None:
         """Connect, subscribe and consume; on any connection failure mark tags bad once,
         wait with capped exponential backoff, and connect again."""
-        delay = self.cfg.reconnect_delay
+        backoff = self.cfg.reconnect_backoff()
         while True:
             try:
                 await self._connect_and_consume()
@@ -119,12 +119,13 @@ class MqttAdapter:
             except Exception as exc:  # every failure is explained, counted and retried
                 message = explain(exc, self.cfg, self._recorder.last)
             if self.health.connected:
-                delay = self.cfg.reconnect_delay  # it worked for a while: start backoff again
+                backoff.reset()  # it worked for a while: start backoff again
             self.health.error(message, connected=False)
+            delay = backoff.next()
+            self.health.extra["retry_in_s"] = round(delay, 3)
             log.warning("%s/%s: %s; reconnecting in %g s", self.machine, self.cfg.id, message, delay)
             await self._mark_down()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.cfg.reconnect_max_delay)
 
     # connection ---------------------------------------------------------------------------
     def _arrived(self, _client: Any, _userdata: Any, message: Any) -> None:
@@ -202,6 +203,7 @@ class MqttAdapter:
 
     def _on_connected(self) -> None:
         self.health.connected = True
+        self.health.extra.pop("retry_in_s", None)
         self.health.last_ok = int(time.time_ns() // 1000)
         self._down_marked = False
         self.stats.publish(subscriptions=list(self.filters), inflight=0,

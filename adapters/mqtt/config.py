@@ -13,30 +13,14 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from collector.config import ByteSize, Duration, SourceConfig, TagConfig
+from collector.sources.problems import Problems, raise_problems
 
 from .payload import TimestampUnit, ValueType, parse_path
 from .topics import TopicTemplate, name_variables, parse_topic
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-
-
-def _fail(problems: list[tuple[str, str, Any]]) -> None:
-    """Raise every problem at once, each located at its own field."""
-    if problems:
-        raise ValidationError.from_exception_data(
-            "mqtt",
-            [
-                InitErrorDetails(
-                    type=PydanticCustomError("value_error", "{error}", {"error": message}),
-                    loc=(field,),
-                    input=value,
-                )
-                for field, message, value in problems
-            ],
-        )
 
 
 class MqttTagConfig(TagConfig):
@@ -63,7 +47,7 @@ class MqttTagConfig(TagConfig):
 
     @model_validator(mode="after")
     def _check(self) -> MqttTagConfig:
-        problems: list[tuple[str, str, Any]] = []
+        problems: Problems = []
         bound: tuple[str, ...] = ()
         try:
             bound = parse_topic(self.topic).variables
@@ -100,7 +84,7 @@ class MqttTagConfig(TagConfig):
         if self.type in ("bool", "text") and self.deadband is not None:
             problems.append(("deadband", f"a deadband applies to numbers, not to type {self.type}",
                              self.deadband))
-        _fail(problems)
+        raise_problems(problems, "mqtt")
         return self
 
 
@@ -121,8 +105,6 @@ class MqttSourceConfig(SourceConfig):
     max_inflight: int = Field(10_000, ge=1, le=65535)  # unacknowledged QoS>=1 messages at once
     max_payload: ByteSize = 256 * 1024  # larger messages are counted as bad, not decoded
     retained: bool = True  # take retained messages (the broker's last value) at subscribe time
-    reconnect_delay: Duration = 1.0  # first wait after a lost connection; doubles up to the max
-    reconnect_max_delay: Duration = 30.0
     ca_file: str | None = None  # mqtts: CA certificate(s) of the broker; default: system CAs
     cert_file: str | None = None  # mqtts: client certificate (PEM), when the broker asks for one
     key_file: str | None = None  # mqtts: its private key (PEM), if not inside cert_file
@@ -180,7 +162,7 @@ class MqttSourceConfig(SourceConfig):
 
     @model_validator(mode="after")
     def _check(self) -> MqttSourceConfig:
-        problems: list[tuple[str, str, Any]] = []
+        problems: Problems = []
         if not self.tls:
             for field in ("ca_file", "cert_file", "key_file", "key_password"):
                 if getattr(self, field) is not None:
@@ -194,12 +176,9 @@ class MqttSourceConfig(SourceConfig):
                              self.key_file))
         if self.password is not None and self.username is None:
             problems.append(("password", "a password needs a username", "***"))
-        if self.reconnect_max_delay < self.reconnect_delay:
-            problems.append(("reconnect_max_delay", "must not be shorter than reconnect_delay",
-                             self.reconnect_max_delay))
         if self.keepalive < 1 or self.keepalive > 65535:
             problems.append(("keepalive", "keepalive must be between 1 s and 65535 s", self.keepalive))
         if self.max_payload < 1:
             problems.append(("max_payload", "max_payload must be at least 1 byte", self.max_payload))
-        _fail(problems)
+        raise_problems(problems, "mqtt")
         return self

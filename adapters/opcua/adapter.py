@@ -67,7 +67,7 @@ class OpcUaAdapter:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def run(self) -> None:
-        delay = 1.0
+        backoff = self.source.reconnect_backoff()
         while True:
             client: Client | None = None
             connected = False
@@ -76,7 +76,7 @@ class OpcUaAdapter:
                 await client.connect()
                 connected = True
                 await self._start(client)
-                delay = 1.0
+                backoff.reset()
                 await self._watch(client)
             except asyncio.CancelledError:
                 raise
@@ -85,9 +85,9 @@ class OpcUaAdapter:
             finally:
                 if client is not None:
                     await self._close(client, connected)
-            self.ctx.health.extra["retry_in_s"] = delay
+            delay = backoff.next()
+            self.ctx.health.extra["retry_in_s"] = round(delay, 3)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.source.max_backoff)
 
     async def _client(self) -> Client:
         src = self.source

@@ -74,7 +74,6 @@ class OpcUaSourceConfig(SourceConfig):
     username: str | None = None
     password: str | None = None
     batch_size: int = Field(1000, ge=1, le=100_000)  # nodes per Read / CreateMonitoredItems request
-    max_backoff: Duration = Field(30.0, gt=0)  # longest wait between reconnect attempts
     tags: list[OpcUaTagConfig] = []  # type: ignore[assignment]  # the base declares list[TagConfig]
 
     @field_validator("endpoint")

@@ -86,14 +86,14 @@ async def test_reconnect_backoff_doubles_up_to_the_cap(adapters) -> None:
     source = plc(free_port(), reconnect_delay="50ms", reconnect_delay_max="200ms",
                  interval="20ms")
     run = adapters(config_with([source]))
-    await wait_for(lambda: run.adapter.link is not None and run.adapter.link.delay == 0.2)
+    await wait_for(lambda: run.adapter.link is not None and run.adapter.link.backoff.current == 0.2)
     scans_before = run.adapter.scans
     attempts = run.health.errors
     await asyncio.sleep(1.0)
     # at the cap: one attempt per 200 ms at most, while the 20 ms schedule keeps ticking
     assert run.health.errors - attempts <= 7
     assert run.adapter.scans - scans_before >= 20
-    assert run.health.extra["backoff"] <= 0.2
+    assert run.health.extra["retry_in_s"] <= 0.2
 
 
 async def test_cancel_always_stops_the_source(devices) -> None:

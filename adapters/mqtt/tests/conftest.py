@@ -49,7 +49,7 @@ class Sink:
 def source(tags: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
     return {"id": "sensors", "protocol": "mqtt", "broker": f"mqtt://127.0.0.1:{SHARED_PORT}",
             "client_id": f"test-{uuid.uuid4().hex[:10]}", "reconnect_delay": "100ms",
-            "reconnect_max_delay": "1s", "tags": tags, **options}
+            "reconnect_delay_max": "1s", "tags": tags, **options}
 
 
 def config_with(sources: list[dict[str, Any]], machine: str = "m1") -> CollectorConfig:

@@ -33,7 +33,7 @@ def collector_yaml(tmp_path: Path, broker_url: str, topic: str, **options: objec
         "machines": [{"id": "press07", "sources": [{
             "id": "sensors", "protocol": "mqtt", "broker": broker_url, "qos": 1,
             "client_id": f"collector-{tmp_path.name}", "reconnect_delay": "200ms",
-            "reconnect_max_delay": "1s", **options,
+            "reconnect_delay_max": "1s", **options,
             "tags": [
                 {"name": "n", "topic": topic, "json": "n", "timestamp": "ts"},
                 {"name": "{tag}", "topic": topic.rsplit("/", 1)[0] + "/plain/{tag}"},

@@ -21,7 +21,7 @@ async def test_server_restart_leaves_a_gap_and_recovers(mode: str, outage: float
     srv = OpcTestServer()
     srv.start()
     try:
-        source = source_config(srv.url, TAGS, mode=mode, max_backoff="1s", timeout="2s")
+        source = source_config(srv.url, TAGS, mode=mode, reconnect_delay_max="1s", timeout="2s")
         async with Running(source) as run:
             sink = run.sink
             await srv.write("Counter", 1, ua.VariantType.Int32)
@@ -63,7 +63,7 @@ async def test_server_restart_leaves_a_gap_and_recovers(mode: str, outage: float
 async def test_unreachable_at_start_then_appears() -> None:
     srv = OpcTestServer()  # port chosen, server not started yet
     try:
-        source = source_config(srv.url, TAGS, max_backoff="1s", timeout="2s")
+        source = source_config(srv.url, TAGS, reconnect_delay_max="1s", timeout="2s")
         async with Running(source) as run:
             await until(lambda: run.health.last_error, what="an error")
             assert run.health.last_error == (

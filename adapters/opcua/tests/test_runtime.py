@@ -65,7 +65,7 @@ async def test_outage_is_a_gap_in_the_ledger(tmp_path: Path) -> None:
     srv = OpcTestServer()
     srv.start()
     try:
-        config = sample_config(srv.url, tmp_path, max_backoff="1s", timeout="2s")
+        config = sample_config(srv.url, tmp_path, reconnect_delay_max="1s", timeout="2s")
         async with Runtime(config) as rt:
             health = rt.health_of("press07", "hmi")
             await until(lambda: health.readings >= 6, what="a first value of every tag")
