@@ -127,10 +127,33 @@ class TagConfig(Strict):
     name: TagName
     unit: str | None = None
     description: str | None = None
+    # the normalisation of every raw value (collector/sources/normalise.py), in this order:
+    nan_value: int | float | None = None  # a raw value meaning "no value": stored BAD, no value
     scale: float = 1.0
     offset: float = 0.0
+    clamp_min: float | None = None  # after scale and offset: a lower value is stored as this
+    clamp_max: float | None = None  # ... and a higher one as this
     deadband: float | None = Field(None, ge=0)  # absolute; store only changes larger than this
     heartbeat: Duration | None = None  # store at least this often even without change
+
+    @property
+    def normalising(self) -> list[str]:
+        """The options set that change a raw number (they do not apply to bools or text)."""
+        return [name for name, unset in NORMALISING.items() if getattr(self, name) != unset]
+
+    @model_validator(mode="after")
+    def _clamp_in_order(self) -> TagConfig:
+        if self.clamp_min is not None and self.clamp_max is not None \
+                and self.clamp_min > self.clamp_max:
+            raise_problems([("clamp_max", f"must not be less than clamp_min ({self.clamp_min:g})",
+                             self.clamp_max)])
+        return self
+
+
+# the normalising options of a tag and the value that leaves numbers unchanged
+NORMALISING: dict[str, float | None] = {
+    "nan_value": None, "scale": 1.0, "offset": 0.0, "clamp_min": None, "clamp_max": None,
+}
 
 # source options renamed so that every protocol spells them alike: old name -> new name
 RENAMED_SOURCE_KEYS = {

@@ -73,18 +73,6 @@ def format_ts(ts: int) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def apply_scale(value: Value, scale: float, offset: float) -> Value:
-    """`raw * scale + offset` for numbers; bools and text pass through untouched."""
-    if scale == 1.0 and offset == 0.0:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return value
-    result = value * scale + offset
-    if isinstance(value, int) and isinstance(scale, int) and isinstance(offset, int):
-        return int(result)
-    return result
-
-
 class BucketCounts:
     """A cumulative histogram in the Prometheus sense, without a registry: cheap to observe
     from the hot path, read at scrape time."""

@@ -1,7 +1,8 @@
 """Polls one Modbus source on a fixed-rate schedule and hands its readings to the pipeline.
 
 Each scan reads the planned blocks of every unit and register kind, decodes each tag with its
-precompiled decoder, and applies scale and offset. Failures stay inside the source: a unit
+precompiled decoder, and passes the value through the tag's normaliser (sentinel, scale,
+offset, clamp). Failures stay inside the source: a unit
 that does not answer is skipped for the rest of the scan, a refused block is split and the
 split kept, a lost connection is retried with capped exponential backoff, and every tag that
 stops reading gets exactly one BAD reading so the ledger shows the gap.
@@ -19,6 +20,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from adapters.base import AdapterContext
 from collector.model import BAD, GOOD, Reading, Value, now_us
+from collector.sources.normalise import normaliser_of
 
 from .codec import BIT_KINDS, Decoder, make_decoder
 from .config import ModbusSourceConfig, ModbusTagConfig
@@ -36,10 +38,9 @@ JITTER_SAMPLES = 3600
 
 
 class CompiledTag:
-    """A tag reduced to what a scan needs: where it is and how to decode it."""
+    """A tag reduced to what a scan needs: where it is, how to decode and normalise it."""
 
-    __slots__ = ("name", "kind", "unit", "address", "width", "decode", "scale", "offset",
-                 "config")
+    __slots__ = ("name", "kind", "unit", "address", "width", "decode", "normalise", "config")
 
     def __init__(self, tag: ModbusTagConfig, unit: int):
         self.config = tag
@@ -48,8 +49,7 @@ class CompiledTag:
         self.unit = unit
         self.address = tag.address
         self.width = tag.width
-        self.scale = tag.scale
-        self.offset = tag.offset
+        self.normalise = normaliser_of(tag)  # None: the decoded value is stored as it is
         self.decode: Decoder | None = None
         if tag.register not in BIT_KINDS:
             self.decode = make_decoder(tag.value_type, tag.byte_order, byte=tag.byte or "low",
@@ -229,13 +229,13 @@ class ModbusAdapter:
                 value = bool(data[tag.address - start])
             else:
                 value = tag.decode(data, tag.address - start)
-                if value is None:  # NaN or infinity from a float register
+                if tag.normalise is not None and value is not None:
+                    value = tag.normalise(value)
+                if value is None:  # NaN or infinity from a float register, or the nan_value
                     if tag.name not in bad:
                         bad.add(tag.name)
                         readings.append(Reading(machine, tag.name, ts, None, BAD))
                     continue
-                if tag.scale != 1.0 or tag.offset != 0.0:
-                    value = value * tag.scale + tag.offset  # type: ignore[operator]
             if bad:
                 bad.discard(tag.name)
             readings.append(Reading(machine, tag.name, ts, value, GOOD))

@@ -79,10 +79,10 @@ class ModbusTagConfig(TagConfig):
         if self.length is not None and type_ != "string":
             problems.append(("length", f"'length' is only for type string; remove it for "
                              f"type {type_}", self.length))
-        if type_ in ("bool", "string") and (self.scale != 1.0 or self.offset != 0.0):
-            field = "scale" if self.scale != 1.0 else "offset"
-            problems.append((field, f"scale/offset apply to numbers only; remove '{field}' "
-                             f"for type {type_}", getattr(self, field)))
+        if type_ in ("bool", "string"):
+            for field in self.normalising:
+                problems.append((field, f"scale, offset, clamp and nan_value apply to numbers "
+                                 f"only; remove '{field}' for type {type_}", getattr(self, field)))
         if not problems:
             orders = allowed_orders(type_)
             if self.byte_order not in orders:

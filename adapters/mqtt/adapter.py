@@ -21,6 +21,7 @@ import aiomqtt
 
 from adapters.base import AdapterContext
 from collector.model import BAD, GOOD, UNCERTAIN, Reading
+from collector.sources.normalise import normaliser_of
 
 from .config import MqttSourceConfig, MqttTagConfig
 from .connection import buffer_reads, explain, make_client, paho_logger, paho_of
@@ -84,8 +85,8 @@ class MqttAdapter:
         self.machine = ctx.machine.id
         self.health = ctx.health
         self.stats = PayloadStats(ctx.health, self.machine, self.cfg.id)
-        routes = [(t.template, Route(t, TagDecoder(t.json_path, t.timestamp, t.type, t.scale,
-                                                   t.offset, t.timestamp_unit),
+        routes = [(t.template, Route(t, TagDecoder(t.json_path, t.timestamp, t.type,
+                                                   normaliser_of(t), t.timestamp_unit),
                                      "machine" in t.template.variables))
                   for t in self.cfg.tags]
         self.router: Router[Route] = Router(routes)
@@ -403,6 +404,9 @@ class MqttAdapter:
                     value = decoder.value(raw, doc)
                 except PayloadError as exc:
                     stats.bad_payload(t.key, topic, raw, str(exc))
+                    out.append(Reading(t.machine, t.name, ts, None, BAD))
+                    continue
+                if value is None:  # the tag's nan_value: the device says it has no value
                     out.append(Reading(t.machine, t.name, ts, None, BAD))
                     continue
                 if decoder.ts_path is None:

@@ -77,10 +77,11 @@ class MqttTagConfig(TagConfig):
             problems.append(("timestamp", "a timestamp path needs a JSON payload: also set "
                              "json to the path of the value (json: \"$\" for the whole document)",
                              self.timestamp))
-        if self.type in ("bool", "text") and (self.scale != 1.0 or self.offset != 0.0):
-            problems.append(("scale" if self.scale != 1.0 else "offset",
-                             f"scale and offset apply to numbers, not to type {self.type}; "
-                             "remove them or set type: number", self.scale))
+        if self.type in ("bool", "text"):
+            for field in self.normalising:
+                problems.append((field, f"scale, offset, clamp and nan_value apply to numbers, "
+                                 f"not to type {self.type}; remove '{field}' or set type: number",
+                                 getattr(self, field)))
         if self.type in ("bool", "text") and self.deadband is not None:
             problems.append(("deadband", f"a deadband applies to numbers, not to type {self.type}",
                              self.deadband))

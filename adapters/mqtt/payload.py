@@ -14,7 +14,8 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from collector.model import Value, apply_scale, us_from_datetime
+from collector.model import Value, us_from_datetime
+from collector.sources.normalise import Normaliser
 
 PathStep = str | int
 ValueType = Literal["number", "bool", "text", "auto"]
@@ -222,16 +223,15 @@ def timestamp_us(value: Any, unit: TimestampUnit = "auto") -> int:
 class TagDecoder:
     """Everything needed to turn one payload into one tag's value, prepared at start-up."""
 
-    __slots__ = ("path", "ts_path", "ts_unit", "kind", "scale", "offset", "label")
+    __slots__ = ("path", "ts_path", "ts_unit", "kind", "normalise", "label")
 
     def __init__(self, json_path: str | None, timestamp: str | None, kind: ValueType = "number",
-                 scale: float = 1.0, offset: float = 0.0, ts_unit: TimestampUnit = "auto"):
+                 normalise: Normaliser | None = None, ts_unit: TimestampUnit = "auto"):
         self.path = parse_path(json_path) if json_path is not None else None
         self.ts_path = parse_path(timestamp) if timestamp is not None else None
         self.ts_unit = ts_unit
         self.kind = kind
-        self.scale = scale
-        self.offset = offset
+        self.normalise = normalise  # the tag's (collector.sources.normalise); None: unchanged
         self.label = f"json path {json_path!r}" if json_path is not None else "payload"
 
     @property
@@ -239,13 +239,14 @@ class TagDecoder:
         return self.path is not None or self.ts_path is not None
 
     def value(self, raw: bytes, doc: Any) -> Value:
-        """The scaled value; `doc` is the parsed JSON (only read when the tag has a path)."""
+        """The normalised value, None when the payload holds the tag's `nan_value`; `doc` is
+        the parsed JSON (only read when the tag has a path)."""
         if self.path is None:
             value = coerce(plain_value(raw), self.kind)
         else:
             value = coerce(walk(doc, self.path, self.label), self.kind)
-        if self.scale != 1.0 or self.offset != 0.0:
-            return apply_scale(value, self.scale, self.offset)
+        if self.normalise is not None:
+            return self.normalise(value)
         return value
 
     def timestamp(self, doc: Any) -> int:

@@ -18,10 +18,10 @@ from collector.model import (
     UNCERTAIN,
     Quality,
     Reading,
-    apply_scale,
     now_us,
     us_from_datetime,
 )
+from collector.sources.normalise import Normaliser, normaliser_of
 
 from .config import OpcUaSourceConfig, OpcUaTagConfig
 from .publish_decoder import Change
@@ -41,8 +41,7 @@ class Binding:
     tag: OpcUaTagConfig
     name: str
     index: int | None
-    scale: float
-    offset: float
+    normalise: Normaliser | None  # None: the value is stored as it is
 
 
 @dataclass
@@ -71,7 +70,7 @@ def build_items(source: OpcUaSourceConfig) -> list[Item]:
         deadband = None
         if tag.deadband:
             deadband = tag.deadband / abs(tag.scale) if tag.scale else None
-        binding = Binding(tag, tag.name, tag.index, tag.scale, tag.offset)
+        binding = Binding(tag, tag.name, tag.index, normaliser_of(tag))
         item = items.get(key)
         if item is None:
             items[key] = Item(key, [binding], sampling, tag.queue_size or DEFAULT_QUEUE_SIZE, deadband)
@@ -126,8 +125,11 @@ class ReadingMaker:
                     self.on_problem(item, f"tag {b.name!r} ({item.key}): {exc}")
                     append(Reading(machine, b.name, ts, None, BAD))
                     continue
-                if b.scale != 1.0 or b.offset != 0.0:
-                    value = apply_scale(value, b.scale, b.offset)
+                if b.normalise is not None:
+                    value = b.normalise(value)
+                    if value is None:  # the tag's nan_value (or no value at all)
+                        append(Reading(machine, b.name, ts, None, BAD))
+                        continue
                 append(Reading(machine, b.name, ts, value, quality))
         return out
 
@@ -159,8 +161,10 @@ class ReadingMaker:
                     self.on_problem(item, f"tag {b.name!r} ({item.key}): 'index: {b.index}' is set but the "
                                     "node holds a single value; remove 'index'")
                     append(Reading(machine, b.name, ts, None, BAD))
-                elif b.scale != 1.0 or b.offset != 0.0:
-                    append(Reading(machine, b.name, ts, apply_scale(value, b.scale, b.offset), quality))
+                elif b.normalise is not None:
+                    normalised = b.normalise(value)
+                    append(Reading(machine, b.name, ts, normalised,
+                                   quality if normalised is not None else BAD))
                 else:
                     append(Reading(machine, b.name, ts, value, quality))
         return out

@@ -1,2 +1,2 @@
-"""What every source shares, whatever its protocol: the reconnect `Backoff` and the helper
-that reports config problems at their own fields."""
+"""What every source shares, whatever its protocol: the reconnect `Backoff`, the per-tag
+normaliser of raw values, and the helper that reports config problems at their own fields."""

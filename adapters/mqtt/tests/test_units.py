@@ -17,6 +17,7 @@ from adapters.mqtt.payload import (
 )
 from adapters.mqtt.topics import Router, covers, minimal_filters, parse_topic, render_name
 from collector.config import ConfigError
+from collector.sources.normalise import make_normaliser
 
 from .conftest import config_with, source
 
@@ -84,7 +85,7 @@ def test_bad_timestamps(value):
 
 
 def test_decoder_scale_and_missing_path():
-    decoder = TagDecoder("a.b[1]", None, "number", 0.5, 1)
+    decoder = TagDecoder("a.b[1]", None, "number", make_normaliser(0.5, 1))
     assert decoder.value(b"", {"a": {"b": [0, 10]}}) == 6.0
     with pytest.raises(PayloadError, match="list has no item"):
         decoder.value(b"", {"a": {"b": [0]}})
@@ -151,6 +152,7 @@ def test_source_config_errors(override, where, message):
     ({"name": "v", "topic": "a", "json": "x..y"}, "json", "not valid"),
     ({"name": "v", "topic": "a", "timestamp": "ts"}, "timestamp", "needs a JSON payload"),
     ({"name": "v", "topic": "a", "type": "bool", "scale": 2}, "scale", "apply to numbers"),
+    ({"name": "v", "topic": "a", "type": "text", "nan_value": 0}, "nan_value", "apply to numbers"),
 ])
 def test_tag_config_errors(tag, where, message):
     with pytest.raises(ConfigError) as err:
