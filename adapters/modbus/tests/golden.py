@@ -79,6 +79,9 @@ put("holding", 84, words("PRESS-07", T.STRING), label="PRESS-07")
 put("holding", 88, words("OK", T.STRING) + [0, 0, 0], short_label="OK")
 put("holding", 92, reorder(words("Hi", T.STRING), "BADC") + [0], label_swapped="Hi")
 put("holding", 100, [655], oil_temp=655 * 0.1 - 40)
+put("holding", 101, [0xFFFF])  # flow: its nan_value
+put("holding", 102, words(-3, T.INT16), level=0.0)  # -0.3 clamped to clamp_min
+put("holding", 103, [3500], speed=3000)  # an int clamped to a whole bound stays an int
 put("holding", 200, words(2.5, T.FLOAT32), setpoint=2.5)
 put("input", 0, words(229.7, T.FLOAT32), voltage_l1=f32(229.7))
 put("input", 2, words(math.nan, T.FLOAT32))
@@ -87,7 +90,7 @@ put("coil", 0, [True])
 put("coil", 5, [True])
 put("discrete", 3, [True])
 EXPECTED.update(pump_on=True, valve_open=True, part_present=True)
-BAD_TAGS = {"meter_nan", "meter_inf"}
+BAD_TAGS = {"meter_nan", "meter_inf", "flow"}
 SAMPLE_REQUESTS = 5  # holding 0..100 and 200, input 0..5, coil 0..5, discrete 3
 
 

@@ -24,7 +24,7 @@ async def test_every_type_and_order_end_to_end(devices, adapters) -> None:
     wrong = {name: (latest[name].value, value) for name, value in EXPECTED.items()
              if not same(latest[name].value, value) or latest[name].quality is not GOOD}
     assert wrong == {}
-    for name in BAD_TAGS:  # NaN and infinity from the meter: bad, no value
+    for name in BAD_TAGS:  # NaN and infinity from the meter, flow's nan_value: bad, no value
         assert (latest[name].value, latest[name].quality) == (None, BAD)
     await wait_for(lambda: run.adapter.scans >= 3)
     assert run.health.extra["requests_per_scan"] == SAMPLE_REQUESTS
@@ -32,13 +32,16 @@ async def test_every_type_and_order_end_to_end(devices, adapters) -> None:
     assert run.health.connected and run.health.errors == 0
     assert run.health.scan_time is not None and run.health.scan_time < 1.0
     # NaN stays bad without repeating the BAD reading every scan
-    assert len(run.sink.of("meter_nan")) == 1
+    assert len(run.sink.of("meter_nan")) == 1 and len(run.sink.of("flow")) == 1
     # a new value on the device shows up on the next scan
     await device.set("input", 0, [0x4366, 0x0000])  # 230.0
     await wait_for(lambda: run.sink.of("voltage_l1")[-1].value == 230.0)
     await device.set("input", 2, [0x3F80, 0x0000])  # NaN -> 1.0: good again
     await wait_for(lambda: run.sink.of("meter_nan")[-1].value == 1.0)
     assert run.sink.of("meter_nan")[-1].quality is GOOD
+    await device.set("holding", 101, [12])  # flow: a value again
+    await wait_for(lambda: run.sink.of("flow")[-1].value == 12)
+    assert run.sink.of("flow")[-1].quality is GOOD
 
 
 async def test_several_units_on_one_connection(devices, adapters) -> None:

@@ -54,6 +54,9 @@ SRC = "machines[0].sources[0]"
     ({"address": -1}, f"{TAG}.address", "greater than or equal to 0"),
     ({"type": "bool", "bit": 1, "scale": 2}, f"{TAG}.scale", "numbers only"),
     ({"type": "string", "length": 2, "offset": 1}, f"{TAG}.offset", "numbers only"),
+    ({"type": "bool", "bit": 1, "nan_value": 1}, f"{TAG}.nan_value", "numbers only"),
+    ({"type": "string", "length": 2, "clamp_max": 5}, f"{TAG}.clamp_max", "numbers only"),
+    ({"clamp_min": 10, "clamp_max": 5}, f"{TAG}.clamp_max", "not be less than clamp_min (10)"),
     ({"type": "float"}, f"{TAG}.type", "'float' is not one of"),
     ({"register": "holdings"}, f"{TAG}.register", "'holdings' is not one of"),
     ({"byte_order": "abcd"}, f"{TAG}.byte_order", "is not one of"),
@@ -134,4 +137,4 @@ def test_shipped_configs_are_valid(path: Path) -> None:
 
 def test_sample_counts() -> None:
     config = parse_config(SAMPLE.read_text())
-    assert config.counts() == (1, 1, 49)
+    assert config.counts() == (1, 1, 52)

@@ -13,7 +13,7 @@ from .golden import CASES, SAMPLE
 
 def test_sample_is_a_valid_config():
     config = load_config(SAMPLE)
-    assert config.counts() == (1, 1, 12)
+    assert config.counts() == (1, 1, 13)
 
 
 @pytest.fixture

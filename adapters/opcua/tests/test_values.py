@@ -50,6 +50,8 @@ SPECIAL_TAGS: list[dict[str, Any]] = [
     {"name": "broken", "node": "ns=2;s=Press07.Broken"},
     {"name": "doubtful", "node": "ns=2;s=Press07.Doubtful"},
     {"name": "scaled", "node": "ns=2;s=Press07.Int16", "scale": 0.1, "offset": 5},
+    {"name": "no_value", "node": "ns=2;s=Press07.UInt16", "nan_value": 65535},
+    {"name": "clamped", "node": "ns=2;s=Press07.Int16", "clamp_min": -100},
 ]
 
 
@@ -71,6 +73,10 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
         assert sink.last("arr1").value == 20
         assert sink.last("arr2").value == 15.0
         assert sink.last("scaled").value == pytest.approx(-3271.8)
+        no_value = sink.last("no_value")  # the node holds the tag's nan_value
+        assert no_value.quality is BAD and no_value.value is None
+        clamped = sink.last("clamped")  # -32768 held at clamp_min, still an integer
+        assert clamped.quality is GOOD and clamped.value == -100 and type(clamped.value) is int
         broken = sink.last("broken")
         assert broken.quality is BAD and broken.value is None
         doubtful = sink.last("doubtful")
