@@ -134,8 +134,11 @@ def test_ledger_page_renders_the_day_sets_a_reason_and_downloads_the_csv(
     press = shown["downtimes"]["press07"]
     listed = plant.get("/api/v1/machines/press07/downtimes", **span)
     assert [r["id"] for r in press["rows"]] == [d["id"] for d in listed["items"]]
-    assert press["head"] == (f"Press 07 · {len(listed['items'])} downtimes · "
-                             f"{listed['micro_stops']} micro-stops")
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}" + ("" if n == 1 else "s")
+
+    assert press["head"] == (f"Press 07 · {plural(len(listed['items']), 'downtime')} · "
+                             f"{plural(listed['micro_stops'], 'micro-stop')}")
     row = next(r for r in press["rows"] if r["id"] == stop["id"])
     assert row["states"] == "stopped" and row["reason"] == "" and row["comment"] == ""
     sel = f'tr[data-downtime="{stop["id"]}"]'

@@ -179,14 +179,14 @@ async def test_states_parts_downtimes_and_oee_equal_what_the_press_did(tmp_path:
     assert health["production"]["ready"] is True and health["production"]["machines"] == 1
     assert 'collector_production_events_total{event="counter_wrap"}' in metrics
 
-    # the states, as the press went through them (polls every 0.2 s: edges within 0.5 s)
+    # the states, as the press went through them (polls every 0.2 s: edges within a second on a busy machine)
     seen = [(s["state"], s["duration_s"]) for s in states if s["duration_s"] >= 0.5]
     truth = [(state, b - a) for (a, state), (b, _) in zip(press.changes, press.changes[1:],
                                                           strict=False)]
     print("states seen", seen, "truth", truth, "parts", press.made)
     assert [s for s, _ in seen] == [s for s, _ in truth], (seen, truth)
     for (state, got_s), (_, want_s) in zip(seen, truth, strict=True):
-        slack = 2.5 if state == "offline" or want_s == truth[-2][1] else 0.6  # reconnect backoff
+        slack = 2.5 if state == "offline" or want_s == truth[-2][1] else 1.0  # reconnect backoff
         assert abs(got_s - want_s) <= slack, (state, got_s, want_s)
     running = sum(b - a for (a, s), (b, _) in zip(press.changes, press.changes[1:],
                                                   strict=False) if s == "running")
@@ -194,7 +194,7 @@ async def test_states_parts_downtimes_and_oee_equal_what_the_press_did(tmp_path:
     assert oee["total"] == press.made
     assert oee["performance"] == pytest.approx(0.25 * press.made / oee["running_s"], rel=1e-4)
     # idle then stopped is one stop of 7 s, and the spell without answers another: both
-    # downtimes (>= micro_stop 2 s); before the script, the start-up and a second stopped
+    # downtimes (>= micro_stop 2 s)
     kinds = [d["states"] for d in downtimes["items"]]
-    assert kinds == [["offline", "stopped"], ["idle", "stopped"], ["offline"]], downtimes
+    assert kinds == [["idle", "stopped"], ["offline"]], downtimes
     assert downtimes["micro_stops"] == 0

@@ -27,6 +27,7 @@ from .behaviour import (
     standard_behaviour,
     tick_forever,
 )
+from .memory import CounterMemory
 
 log = logging.getLogger("collector.demo")
 
@@ -100,10 +101,13 @@ def node_id(ident: str | int, namespace: int) -> ua.NodeId:
 class LatheSimulator:
     """The lathe's OPC UA server, its variables kept up to date by `run()`."""
 
-    def __init__(self, port: int, rng: random.Random, pace: float = 1.0):
+    def __init__(self, port: int, rng: random.Random, pace: float = 1.0,
+                 memory: CounterMemory | None = None):
         self.port = port
         self.endpoint = f"opc.tcp://127.0.0.1:{port}"
-        self.model = LatheModel(rng, standard_behaviour(rng, pace), parts=rng.randint(1_000, 9_000))
+        self.memory = memory or CounterMemory(None)
+        parts = int(self.memory.get("lathe_parts", rng.randint(1_000, 9_000)))
+        self.model = LatheModel(rng, standard_behaviour(rng, pace), parts=parts)
         self.server = Server()
         self.nodes: dict[str, ua.NodeId] = {}
         self.written: dict[str, Any] = {}
@@ -135,6 +139,7 @@ class LatheSimulator:
     async def publish(self) -> None:
         """Write the variables that changed, stamped with the time they changed."""
         stamp = cast(ua.DateTime, datetime.now(UTC))
+        self.memory.remember(lathe_parts=self.model.parts)
         for name, value in self.model.values().items():
             if self.written.get(name) == value:
                 continue

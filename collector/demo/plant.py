@@ -20,6 +20,7 @@ import yaml
 
 from .compressor import SHARED_MQTT_PORT, CompressorSimulator, EmbeddedBroker, port_answers
 from .lathe import LatheSimulator
+from .memory import CounterMemory
 from .press import PressSimulator
 
 log = logging.getLogger("collector.demo")
@@ -149,10 +150,11 @@ class Plant:
     async def start(self, rng: random.Random) -> None:
         """Start every simulator; undone by `stop()` even when one fails to start."""
         try:
-            press = PressSimulator(self.io_port, self.meter_port, rng)
+            memory = CounterMemory(self.data / "simulators.json")
+            press = PressSimulator(self.io_port, self.meter_port, rng, memory=memory)
             self.sims.append(press)
             await press.start()
-            lathe = LatheSimulator(self.opcua_port, rng)
+            lathe = LatheSimulator(self.opcua_port, rng, memory=memory)
             self.sims.append(lathe)
             await lathe.start()
             if self.mqtt_kind == "embedded":

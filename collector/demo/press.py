@@ -28,6 +28,7 @@ from .behaviour import (
     standard_behaviour,
     tick_forever,
 )
+from .memory import CounterMemory
 
 log = logging.getLogger("collector.demo")
 
@@ -127,11 +128,14 @@ def _device(bits: int = 16, registers: int = 128) -> SimDevice:
 class PressSimulator:
     """Both Modbus servers of the press, kept up to date by `run()`."""
 
-    def __init__(self, io_port: int, meter_port: int, rng: random.Random, pace: float = 1.0):
+    def __init__(self, io_port: int, meter_port: int, rng: random.Random, pace: float = 1.0,
+                 memory: CounterMemory | None = None):
         self.io_port, self.meter_port = io_port, meter_port
+        self.memory = memory or CounterMemory(None)
         behaviour = standard_behaviour(rng, pace)
-        self.model = PressModel(rng, behaviour, parts=rng.randint(20_000, 60_000),
-                                energy_kwh=rng.uniform(8_000, 20_000))
+        parts = int(self.memory.get("press_parts", rng.randint(20_000, 60_000)))
+        energy = self.memory.get("press_energy_kwh", rng.uniform(8_000, 20_000))
+        self.model = PressModel(rng, behaviour, parts=parts, energy_kwh=energy)
         self.io = ModbusTcpServer([_device()], address=("127.0.0.1", io_port),
                                   framer=FramerType.SOCKET)
         self.meter = ModbusTcpServer([_device(registers=400)], address=("127.0.0.1", meter_port),
@@ -156,6 +160,7 @@ class PressSimulator:
     async def publish(self) -> None:
         """Write the model into the registers the collector reads."""
         m = self.model
+        self.memory.remember(press_parts=m.parts, press_energy_kwh=m.energy_kwh)
         green, yellow, red = m.lights()
         guard = m.guard_closed
         io, meter = self.io, self.meter

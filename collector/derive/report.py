@@ -9,7 +9,7 @@ way derivation would (`machine.project`), so a machine whose data stopped shows 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -83,6 +83,7 @@ class Figures:
     longest_downtime_s: float = 0.0
     has_states: bool = True  # without state rules there is no running time to judge by
     has_counters: bool = True
+    downtime_ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.seconds is None:
@@ -99,7 +100,8 @@ class Figures:
         self.reject += other.reject
         self.energy_kwh += other.energy_kwh
         self.ideal_s += other.ideal_s
-        self.downtimes += other.downtimes
+        self.downtime_ids |= other.downtime_ids
+        self.downtimes = len(self.downtime_ids)  # one that spans two shifts is one downtime
         self.micro_stops += other.micro_stops
         self.longest_downtime_s = max(self.longest_downtime_s, other.longest_downtime_s)
         self.has_states = self.has_states or other.has_states
@@ -211,20 +213,34 @@ class ProductionReport:
     # downtimes ---------------------------------------------------------------------------------
     async def _stop_timeline(self, machine: str, start: int, stop: int) -> list[Interval]:
         """The timeline around [start, stop), reaching back as far as a stop that is under
-        way at `start` began (up to about a month), so a downtime keeps its start and id."""
+        way at `start` began (up to about a month), so a downtime keeps its start and id.
+        Time before the machine was first observed is left out: no stop begins there."""
         now = self.clock()
-        lo, hi = start - LOOKBACK, min(now, stop + LOOKBACK)
-        first = None
-        for _ in range(4):
-            timeline = await self.timeline(machine, lo, hi)
-            if not timeline or timeline[0][2] == "running":
+        first = await self._first_observed(machine)
+        if first is None:
+            return []
+        lo, hi = max(start - LOOKBACK, first), min(now, stop + LOOKBACK)
+        timeline = await self.timeline(machine, lo, hi)
+        for _ in range(3):
+            if not timeline or timeline[0][2] == "running" or lo <= first:
                 break
-            if first is None:
-                first = await self.store.first_interval_start(machine)
-            if first is None or lo <= first:
-                break  # before that, nothing was ever observed
-            lo -= 7 * LOOKBACK
+            lo = max(first, lo - 7 * LOOKBACK)  # the stop reaches back past lo: look further
+            timeline = await self.timeline(machine, lo, hi)
         return timeline
+
+    async def _first_observed(self, machine: str) -> int | None:
+        """When derivation first saw this machine (its first stored interval, else its open
+        state), or None."""
+        first = await self.store.first_interval_start(machine)
+        if first is not None:
+            return first
+        cp = (await self.store.checkpoints([machine])).get(machine)
+        if cp is None:
+            return None
+        pending = cp.data.get("pending")
+        if cp.state is not None and cp.since is not None:
+            return cp.since
+        return int(pending[1]) if pending else None
 
     async def _stops(self, machine: str, start: int, end: int,
                      timeline: list[Interval] | None = None) -> list[tuple[int, int, str]]:
@@ -317,19 +333,19 @@ class ProductionReport:
         planned = self.calendar.planned(start, stop)
         planned_down = 0
         if rules.has_states:
-            timeline = await self._stop_timeline(machine, start, stop)
-            inside = clip(timeline, start, stop)
+            inside = await self.timeline(machine, start, stop)  # never observed: offline
             assert fig.seconds is not None
             for a, b, state in inside:
                 fig.seconds[state] += (b - a) / SECOND
             running = [(a, b) for a, b, state in inside if state == "running"]
             fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
-            micro, downs = await self.downtimes(machine, start, stop, timeline)
+            micro, downs = await self.downtimes(machine, start, stop)
             for d in downs:
                 reason = self.reasons.get(d.reason or "")
                 if reason is not None and reason.planned:
                     planned_down += min(d.end, stop) - max(d.start, start)
-            fig.downtimes = sum(1 for d in downs if d.start >= start)  # where they start
+            fig.downtimes = len(downs)
+            fig.downtime_ids = {d.id for d in downs}
             fig.micro_stops = micro
             fig.longest_downtime_s = max(((min(d.end, stop) - max(d.start, start)) / SECOND
                                           for d in downs), default=0.0)
@@ -408,8 +424,8 @@ class ProductionReport:
         if bucket is not None:
             items = []
             sums_list = await self._span_sums(machine, spans)
-            for i, ((a, b), s) in enumerate(zip(spans, sums_list, strict=True)):
-                t, g, r = self.roles(rules, s) if rules else (0, 0, 0)
+            for i, ((a, b), part) in enumerate(zip(spans, sums_list, strict=True)):
+                t, g, r = self.roles(rules, part) if rules else (0, 0, 0)
                 items.append({"start": a, "end": b, **(names[i] if names else {}),
                               "total": t, "good": g, "reject": r})
             out["items"] = items
