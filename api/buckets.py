@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.ledger import BucketStats, Series
-from collector.ledger.queries import merge_stats
+from collector.ledger.aggregates import merge_stats
 from collector.model import datetime_from_us, us_from_datetime
 
 US_PER_S = 1_000_000
@@ -89,7 +89,7 @@ async def aggregate_windows(
         while lo < seg_end:
             aligned = lo - (lo + sql_offset) % bucket  # start of the bucket holding lo
             hi = min(aligned + per_window, seg_end)
-            rows = await ledger.aggregate_stats(series, lo, hi, bucket, sql_offset)
+            rows = await ledger.aggregates.buckets(series, lo, hi, bucket, sql_offset)
             lo = hi
             if not rows:
                 continue

@@ -34,7 +34,7 @@ def unknown_machine(machine: str) -> NotFound:
 async def machine_exists(rt: Any, machine: str) -> bool:
     if any(m.id == machine for m in rt.config.machines):
         return True
-    return any(row["id"] == machine for row in await rt.ledger.machines())
+    return any(row["id"] == machine for row in await rt.ledger.catalogue.machines())
 
 
 async def machine_series(rt: Any, machine: str) -> list[Series]:
@@ -56,7 +56,7 @@ async def cached_series(ledger: Any, machine: str | None, fresh: bool = False) -
     now = time.monotonic()
     if hit is not None and not fresh and now < hit[0]:
         return hit[1]
-    found = await ledger.series(machine)
+    found = await ledger.catalogue.series(machine)
     if found:  # a series still without a kind gets one with its first value: look again soon
         ttl = SERIES_TTL if all(s.kind for s in found) else SERIES_TTL / 8
         cache[key] = (now + ttl, found)

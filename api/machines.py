@@ -27,7 +27,7 @@ def machine_state(rt: Any, machine_id: str) -> str | None:
 
 
 async def _machines(rt: Any) -> list[Machine]:
-    rows = await rt.ledger.machines()
+    rows = await rt.ledger.catalogue.machines()
     configured = {m.id: m for m in rt.config.machines}
     out = []
     for row in rows:
@@ -78,7 +78,7 @@ async def latest(machine_id: str, rt: Any = Depends(runtime)) -> Response:
     if hit is not None and hit[0] == changes and hit[1] is series:
         return Response(hit[2], media_type="application/json")
     by_id = {x.id: x for x in series}
-    rows = sorted(await rt.ledger.latest_rows(list(by_id)))
+    rows = sorted(await rt.ledger.latest.rows(list(by_id)))
     # written as text directly: this is the endpoint dashboards poll most
     items = ",".join([
         f'{_tag_json(by_id[sid].tag)}{ts_text(ts)}",'

@@ -20,7 +20,7 @@ import orjson
 from fastapi.responses import StreamingResponse
 
 from api.params import ts_text
-from collector.ledger.queries import PageColumns
+from collector.ledger.pages import PageColumns
 
 CSV_TYPE = "text/csv; charset=utf-8"
 _FLUSH_ROWS = 2000
@@ -28,7 +28,7 @@ QUALITY = ("good", "uncertain", "bad")
 
 
 def value_json(value: float | None, text: str | None, kind: str | None) -> str:
-    """A stored value as JSON text, as `collector.ledger.queries.present` shows it."""
+    """A stored value as JSON text, as `collector.ledger.pages.present` shows it."""
     if text is not None:
         return json.dumps(text, ensure_ascii=False)
     if value is None or not math.isfinite(value):

@@ -38,6 +38,7 @@ from api.params import (
     ts_text,
 )
 from api.schemas import ERRORS, AggregateList, ReadingPage
+from collector.ledger.pages import PageQuery
 
 router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
                    dependencies=[Depends(require_key)], responses=ERRORS)
@@ -91,7 +92,7 @@ async def page_json(ledger: Any, machine: str, tags: list[str], heads: dict[int,
                     after: tuple[int, int] | None) -> bytes:
     """A page of readings of the series in `heads` as JSON (in a worker process when there
     are any: `api.offload`)."""
-    page = await ledger.reading_columns(list(heads), s, e, limit + 1, after)
+    page = await ledger.pages.columns(PageQuery(tuple(heads), s, e, limit + 1, after))
     next_cursor = None
     if len(page) > limit:
         page = page.slice(0, limit)
@@ -110,7 +111,7 @@ async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str]
                         series: list[Any], names: dict[int, str], s: int, e: int, limit: int,
                         after: tuple[int, int] | None) -> Response:
     # the page's last key is found first, so the next cursor can go in a header
-    last = await rt.ledger.page_end(series, s, e, limit, after)
+    last = await rt.ledger.pages.end(PageQuery.of(series, s, e, limit, after))
     headers = {"X-Next-Cursor": encode_cursor(machine, tags, s, e, last)} if last else {}
     stop_end = last[0] + 1 if last else e
     header = ("machine", "tag", "ts", "value", "quality")
@@ -134,7 +135,7 @@ async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str]
 
     async def rows() -> AsyncIterator[tuple[Any, ...]]:
         n = 0
-        async for p in rt.ledger.stream_readings(series, s, stop_end, 2**62, after):
+        async for p in rt.ledger.pages.points(PageQuery.of(series, s, stop_end, 2**62, after)):
             if last is not None and (p.ts, p.series_id) > last:
                 return
             if last is None and n >= limit:
@@ -152,7 +153,7 @@ async def csv_part(ledger: Any, machine: str, series: list[Any], names: dict[int
     `api.offload`): (text, the key of its last row, rows, whether `last` was passed)."""
     rows: list[tuple[Any, ...]] = []
     key = after
-    async for p in ledger.stream_readings(series, s, end, n, after):
+    async for p in ledger.pages.points(PageQuery.of(series, s, end, n, after)):
         if last is not None and (p.ts, p.series_id) > last:
             return csv_text(rows), key, len(rows), True
         rows.append((machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label))

@@ -47,7 +47,7 @@ async def list_tags(
 async def latest_texts(ledger: Any, ids: list[int], bools: set[int]) -> dict[int, bytes]:
     """Each series' newest reading as `{"ts":..,"value":..,"quality":..}` (in a worker
     process when there are any: `api.offload`)."""
-    return _latest_texts(await ledger.latest_rows(ids), bools)
+    return _latest_texts(await ledger.latest.rows(ids), bools)
 
 
 def _latest_texts(rows: list[tuple[int, int, float | None, str | None, int]],

@@ -105,7 +105,7 @@ async def _prepare(ledger: Ledger) -> dict[tuple[str, str], int]:
     # writing one reading per series fixes each series' kind (number), as live data would
     await ledger.write([Reading(machine(i), tag(j), START - S, 0.0)
                         for i in range(MACHINES) for j in range(TAGS)])
-    return {(s.machine, s.tag): s.id for s in await ledger.series()}
+    return {(s.machine, s.tag): s.id for s in await ledger.catalogue.series()}
 
 
 def rollup_ranges(chunk: list[tuple[Any, ...]]) -> list[tuple[int, int, int]]:

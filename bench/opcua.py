@@ -197,11 +197,12 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
 async def count_lost(rt, nodes: int, ticks: int) -> tuple[int, int]:
     """Ticks missing per tag between its first tick seen and the last tick written."""
+    from collector.ledger import PageQuery
     from collector.model import now_us
 
-    series = await rt.ledger.find_series("bench")
+    series = await rt.ledger.catalogue.find("bench")
     seen: dict[int, set[int]] = {s.id: set() for s in series}
-    async for p in rt.ledger.stream_readings(series, 0, now_us() + 10**9, 10**8):
+    async for p in rt.ledger.pages.points(PageQuery.of(series, 0, now_us() + 10**9, 10**8)):
         if p.value:
             seen[p.series_id].add(int(p.value))
     lost = received = 0

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.output import QUALITY, reading_items  # noqa: E402
 from api.params import ts_text  # noqa: E402
-from collector.ledger import Ledger  # noqa: E402
+from collector.ledger import Ledger, PageQuery  # noqa: E402
+from collector.ledger.pages import page_rows  # noqa: E402
 
 # bench/api.py (its ledger and helpers), under a name that does not hide the `api` package
 _spec = importlib.util.spec_from_file_location("bench_api", Path(__file__).parent / "api.py")
@@ -57,7 +58,7 @@ async def run(backend: str, pages: int) -> None:
     ledger = Ledger(url, schema=schema)
     await ledger.open(migrate=False)
     try:
-        sids = [s.id for m in range(10) for s in await ledger.series(f"m{m:02d}")
+        sids = [s.id for m in range(10) for s in await ledger.catalogue.series(f"m{m:02d}")
                 if s.tag == "t000"]
         head = '{"machine":"m00","tag":"t000","ts":"'
         heads = {sid: head.encode() for sid in sids}
@@ -70,13 +71,14 @@ async def run(backend: str, pages: int) -> None:
         for _ in range(pages):
             sid = rng.choice(sids)
             start = bench_api.START + rng.randrange(0, bench_api.DAY - (ROWS + 100) * S) // S * S
+            query = PageQuery((sid,), start, bench_api.END, ROWS)
             t0 = time.process_time()
-            rows = await ledger.reading_rows([sid], start, bench_api.END, ROWS)
+            rows = await page_rows(ledger.engine, query)
             t1 = time.process_time()
             old = before(rows, head)
             t2 = time.process_time()
             del rows
-            page = await ledger.reading_columns([sid], start, bench_api.END, ROWS)
+            page = await ledger.pages.columns(query)
             t3 = time.process_time()
             new = b'{"items":[' + b"".join(reading_items(page, heads, set())) + \
                 b'],"next":null}'

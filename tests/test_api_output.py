@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from api import output
 from api.output import bucket_items, reading_items, ts_texts, value_texts
 from api.params import ts_text
-from collector.ledger.queries import BucketStats, PageColumns, in_page_order
+from collector.ledger.aggregates import BucketStats
+from collector.ledger.pages import PageColumns, in_page_order
 from collector.ledger.small_reads import gc_paused
 
 FIRST_YEAR = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z in µs

@@ -122,7 +122,7 @@ async def test_two_collector_processes_share_one_postgresql_ledger(tmp_path: Pat
             await asyncio.sleep(0.2)
         assert await count(ledger, "press07") == 100
         assert await count(ledger, "lathe12") == 100
-        owners = {m["id"]: m["box"] for m in await ledger.machines()}
+        owners = {m["id"]: m["box"] for m in await ledger.catalogue.machines()}
         assert owners == {"press07": "box-a", "lathe12": "box-b"}
 
         # a third box claiming press07 refuses to start, with a one-line error

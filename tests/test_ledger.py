@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.ledger import Ledger, MachineInfo, SeriesInfo
+from collector.ledger import Ledger, MachineInfo, PageQuery, Point, SeriesInfo
 from collector.model import BAD, GOOD, UNCERTAIN, Reading
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z in µs
@@ -16,12 +16,17 @@ def batch(n: int, machine: str = "press07", tag: str = "current", start: int = T
     return [Reading(machine, tag, start + i * step, float(i)) for i in range(n)]
 
 
+async def page(ledger: Ledger, query: PageQuery) -> tuple[list[Point], tuple[int, int] | None]:
+    """A page's readings and the key the next page resumes after (None at the end)."""
+    return [p async for p in ledger.pages.points(query)], await ledger.pages.end(query)
+
+
 async def count(ledger: Ledger) -> int:
-    series = await ledger.series()
+    series = await ledger.catalogue.series()
     total = 0
     after = None
     while True:
-        points, after = await ledger.readings(series, 0, 2**62, 10_000, after)
+        points, after = await page(ledger, PageQuery.of(series, 0, 2**62, 10_000, after))
         total += len(points)
         if after is None:
             return total
@@ -43,8 +48,8 @@ async def test_every_batch_of_known_series_is_stored(ledger: Ledger) -> None:
                             Reading("press07", "current", T0 + i, float(i)),
                             Reading("press07", "current", T0 - i, "text")])
     assert await count(ledger) == 2 + 19 * 3
-    series = await ledger.series()
-    points, _ = await ledger.readings(series, T0 - 5, T0 - 4, 10, None)  # end is exclusive
+    series = await ledger.catalogue.series()
+    points, _ = await page(ledger, PageQuery.of(series, T0 - 5, T0 - 4, 10))  # end is exclusive
     assert [p.value for p in points] == ["text"]
 
 
@@ -64,7 +69,7 @@ async def test_value_kinds_and_quality_round_trip(ledger: Ledger) -> None:
         Reading("m", "gone", T0, None, BAD),
         Reading("m", "maybe", T0, 3.0, UNCERTAIN),
     ])
-    latest = {s.tag: p for s, p in await ledger.latest("m")}
+    latest = {s.tag: p for s, p in await ledger.latest.of_machine("m")}
     assert latest["num"].value == 12.5
     assert latest["int"].value == 42
     assert latest["flag"].value is False and latest["flag"].ts == T0 + 1
@@ -77,54 +82,54 @@ async def test_config_sync_sets_units_and_sources(ledger: Ledger) -> None:
     await ledger.sync_config([MachineInfo("press07", "Press 07", "stamping", "line2")],
                              [SeriesInfo("press07", "current", "A", "io", "modbus")])
     await ledger.write(batch(3))
-    machines = await ledger.machines()
+    machines = await ledger.catalogue.machines()
     assert machines == [{"id": "press07", "name": "Press 07", "area": "stamping", "line": "line2",
                          "box": None, "tags": ["current"]}]
-    (series, point), = await ledger.latest("press07")
+    (series, point), = await ledger.latest.of_machine("press07")
     assert (series.unit, series.source, series.protocol, series.kind) == ("A", "io", "modbus", "number")
     assert point.value == 2.0 and point.ts == T0 + 2_000_000
     # a unit edited in the config follows into the ledger; the id stays
     await ledger.sync_config([MachineInfo("press07", "Press 7")],
                              [SeriesInfo("press07", "current", "mA", "io", "modbus")])
-    (series2, _), = await ledger.latest("press07")
+    (series2, _), = await ledger.latest.of_machine("press07")
     assert series2.id == series.id and series2.unit == "mA"
 
 
 async def test_latest_per_series(ledger: Ledger) -> None:
     await ledger.write(batch(10) + batch(5, tag="voltage", start=T0 + 50))
     await ledger.write(batch(3, machine="lathe1"))
-    latest = {s.tag: p for s, p in await ledger.latest("press07")}
+    latest = {s.tag: p for s, p in await ledger.latest.of_machine("press07")}
     assert set(latest) == {"current", "voltage"}
     assert latest["current"].value == 9.0 and latest["current"].ts == T0 + 9_000_000
     assert latest["voltage"].value == 4.0
-    assert await ledger.latest("unknown") == []
+    assert await ledger.latest.of_machine("unknown") == []
 
 
 async def test_range_with_cursor_is_stable_while_inserting(ledger: Ledger) -> None:
     await ledger.write(batch(250) + batch(250, tag="voltage"))
-    series = await ledger.series("press07")
+    series = await ledger.catalogue.series("press07")
     seen = []
-    points, after = await ledger.readings(series, T0, T0 + 10**12, 100)
+    points, after = await page(ledger, PageQuery.of(series, T0, T0 + 10**12, 100))
     seen += points
     # new data arriving while a client pages must not shift the pages
     await ledger.write(batch(50, start=T0 + 1_000 * 1_000_000))
     while after is not None:
-        points, after = await ledger.readings(series, T0, T0 + 10**12, 100, after)
+        points, after = await page(ledger, PageQuery.of(series, T0, T0 + 10**12, 100, after))
         seen += points
     assert len(seen) == 550
     keys = [(p.ts, p.series_id) for p in seen]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     # start inclusive, end exclusive
-    points, _ = await ledger.readings(series[:1], T0 + 10_000_000, T0 + 20_000_000, 1000)
+    points, _ = await page(ledger, PageQuery.of(series[:1], T0 + 10_000_000, T0 + 20_000_000, 1000))
     assert [p.value for p in points] == [float(i) for i in range(10, 20)]
 
 
 async def test_time_buckets(ledger: Ledger) -> None:
     # 1 Hz for 10 minutes: values 0..599; 1-minute buckets
     await ledger.write(batch(600, start=T0 - T0 % 60_000_000))
-    series = await ledger.series("press07")
+    series = await ledger.catalogue.series("press07")
     start = T0 - T0 % 60_000_000
-    buckets = await ledger.aggregate(series, start, start + 600_000_000, 60_000_000)
+    buckets = await ledger.aggregates.buckets(series, start, start + 600_000_000, 60_000_000)
     assert len(buckets) == 10
     for i, b in enumerate(buckets):
         values = [float(v) for v in range(i * 60, i * 60 + 60)]
@@ -133,9 +138,10 @@ async def test_time_buckets(ledger: Ledger) -> None:
         assert abs(b.avg - sum(values) / 60) < 1e-9  # type: ignore[operator]
     # empty buckets are omitted; an offset shifts the bucket edges (local days)
     await ledger.write(batch(1, start=start + 3_600_000_000))
-    buckets = await ledger.aggregate(series, start, start + 7_200_000_000, 60_000_000)
+    buckets = await ledger.aggregates.buckets(series, start, start + 7_200_000_000, 60_000_000)
     assert len(buckets) == 11
-    shifted = await ledger.aggregate(series, start, start + 600_000_000, 60_000_000, offset=30_000_000)
+    shifted = await ledger.aggregates.buckets(series, start, start + 600_000_000, 60_000_000,
+                                              offset=30_000_000)
     assert len(shifted) == 11 and shifted[0].count == 30 and shifted[0].start == start - 30_000_000
 
 
@@ -144,8 +150,8 @@ async def test_retention_deletes_only_old_rows_in_batches(ledger: Ledger) -> Non
     deleted = await ledger.delete_older_than(T0 + 600 * 1_000_000, batch=64)
     assert deleted == 1200
     assert await count(ledger) == 800
-    series = await ledger.series("press07")
-    points, _ = await ledger.readings(series, 0, 2**62, 1)
+    series = await ledger.catalogue.series("press07")
+    points, _ = await page(ledger, PageQuery.of(series, 0, 2**62, 1))
     assert points[0].ts == T0 + 600 * 1_000_000
 
 
@@ -199,10 +205,10 @@ async def test_aggregates_from_rollups_equal_aggregates_from_readings(ledger: Le
     readings = [Reading("press07", "current", T0 + i * 1_300_000, float(i % 17) - 3.25)
                 for i in range(3000)]
     await ledger.write(readings)
-    series = await ledger.series()
+    series = await ledger.catalogue.series()
     start, end = T0 + 12_345_678, T0 + 3000 * 1_300_000 - 4_321_000  # mid-minute edges
     for bucket in (60_000_000, 300_000_000, 3_600_000_000):
-        got = await ledger.aggregate_stats(series, start, end, bucket)  # rollup + edges
+        got = await ledger.aggregates.buckets(series, start, end, bucket)  # rollup + edges
         expect: dict[int, list[float]] = {}
         for x in readings:
             if start <= x.ts < end:

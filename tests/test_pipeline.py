@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from collector.config import PipelineConfig
-from collector.ledger import Ledger
+from collector.ledger import Ledger, PageQuery
 from collector.model import BAD, Reading
 from collector.pipeline import ChangeFilter, Pipeline, TagRule
 from collector.spool import Spool
@@ -18,13 +18,10 @@ S = 1_000_000
 
 
 async def all_keys(ledger: Ledger) -> list[tuple[str, int]]:
-    series = {s.id: s.tag for s in await ledger.series()}
-    out, after = [], None
-    while True:
-        points, after = await ledger.readings(list(await ledger.series()), 0, 2**62, 50_000, after)
-        out += [(series[p.series_id], p.ts) for p in points]
-        if after is None:
-            return out
+    series = await ledger.catalogue.series()
+    tags = {s.id: s.tag for s in series}
+    return [(tags[p.series_id], p.ts)
+            async for p in ledger.pages.points(PageQuery.of(series, 0, 2**62, 2**62))]
 
 
 def test_deadband_keeps_only_real_changes() -> None:

@@ -17,6 +17,7 @@ import httpx
 from adapters.base import AdapterContext, AdapterSpec, register, registry
 from api.server import ApiServer
 from collector.config import SourceConfig, parse_config
+from collector.ledger import PageQuery
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
 from collector.runtime import Runtime
@@ -131,7 +132,7 @@ async def test_ledger_down_at_boot_spools_then_catches_up(tmp_path: Path, throwa
             if rt.ledger.ready and rt.spool.backlog == 0:
                 break
         assert rt.ledger.ready and rt.spool.backlog == 0
-        (series, point), = await rt.ledger.latest("press07")
+        (series, point), = await rt.ledger.latest.of_machine("press07")
         assert point.value == 99.0
 
 
@@ -208,9 +209,9 @@ async def test_retention_sweep_runs_in_the_runtime(tmp_path: Path) -> None:
         old = [Reading("press07", "t", now - 7200 * 1_000_000 + i, 1.0) for i in range(50)]
         fresh = [Reading("press07", "t", now - 60 * 1_000_000 + i, 2.0) for i in range(5)]
         await rt.pipeline.put(old + fresh, wait=True)
-        series = await rt.ledger.series("press07")
+        page = PageQuery.of(await rt.ledger.catalogue.series("press07"), 0, 2**62, 1000)
         for _ in range(100):
-            points, _ = await rt.ledger.readings(series, 0, 2**62, 1000)
+            points = [p async for p in rt.ledger.pages.points(page)]
             if len(points) == 5:
                 break
             await asyncio.sleep(0.05)

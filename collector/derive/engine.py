@@ -330,7 +330,7 @@ class Derivation:
     # reading the ledger ------------------------------------------------------------------------
     async def _series(self, machine: str) -> dict[int, tuple[str, str | None]]:
         rules = self.rules[machine]
-        found = await self.ledger.series(machine)
+        found = await self.ledger.catalogue.series(machine)
         return {s.id: (s.tag, s.kind) for s in found if s.tag in rules.tags}
 
     async def _latest_before(self, series: dict[int, tuple[str, str | None]], at: int

@@ -1,27 +1,33 @@
 """The production-data ledger: one SQL schema on SQLite or PostgreSQL.
 
-`Ledger` opens the database, applies migrations, and offers the writer (hot path) and the
-queries (read side) on one engine.
+`Ledger` opens the database, applies migrations, and offers on one engine the write side
+(`write`, `sync_config`, `delete_older_than`; `writer.py`, `retention.py`) and the read side
+in rooms: `catalogue` (machines, series), `pages` (raw readings), `aggregates` (time buckets),
+`latest` (the newest reading of each series) and `production` (the derived production ledger).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from collector.ledger import queries, small_reads
+from collector.ledger import small_reads
+from collector.ledger.aggregates import Aggregates, BucketStats
+from collector.ledger.catalogue import Catalogue, Series
 from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
+from collector.ledger.latest import Latest
+from collector.ledger.pages import PageQuery, Pages, Point
 from collector.ledger.production import ProductionStore
-from collector.ledger.queries import Bucket, BucketStats, Point, Series
+from collector.ledger.retention import delete_older_than
 from collector.ledger.timescale import use_timescale
 from collector.ledger.writer import LedgerWriter, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import Reading
 
 __all__ = [
-    "Bucket", "BucketStats", "Ledger", "LedgerURLError", "MachineClaimedError", "MachineInfo", "Point", "Series", "SeriesInfo",
-    "async_url",
+    "BucketStats", "Ledger", "LedgerURLError", "MachineClaimedError", "MachineInfo", "PageQuery", "Point", "Series",
+    "SeriesInfo", "async_url",
 ]  # fmt: skip
 
 
@@ -40,6 +46,10 @@ class Ledger:
         self.read_cache_kib = read_cache_kib
         self.engine: AsyncEngine = create_engine(url, schema=schema)
         self.writer = LedgerWriter(self.engine, box=box)
+        self.catalogue = Catalogue(self.engine)
+        self.pages = Pages(self.engine)
+        self.aggregates = Aggregates(self.engine)
+        self.latest = Latest(self.engine, self.catalogue)
         self.production = ProductionStore(self.engine)
         self.timescale = False
         self.ready = False  # migrated and synced; writes before that fail (and are spooled)
@@ -87,69 +97,8 @@ class Ledger:
         return await self.writer.write(batch)
 
     async def delete_older_than(self, cutoff_us: int, batch: int = 5000) -> int:
+        """Retention: readings older than `cutoff_us` deleted (see `retention`)."""
         try:
-            return await queries.delete_older_than(self.engine, cutoff_us, batch)
+            return await delete_older_than(self.engine, cutoff_us, batch)
         finally:
             self._deletions += 1
-
-    # read side
-    async def machines(self) -> list[dict[str, object]]:
-        return await queries.list_machines(self.engine)
-
-    async def series(self, machine: str | None = None) -> list[Series]:
-        return await queries.list_series(self.engine, machine)
-
-    async def latest(self, machine: str) -> list[tuple[Series, Point]]:
-        return await queries.latest(self.engine, machine)
-
-    async def readings(
-        self, series: Sequence[Series], start: int, end: int, limit: int,
-        after: tuple[int, int] | None = None,
-    ) -> tuple[list[Point], tuple[int, int] | None]:
-        return await queries.readings(self.engine, series, start, end, limit, after)
-
-    def stream_readings(
-        self, series: Sequence[Series], start: int, end: int, limit: int,
-        after: tuple[int, int] | None = None,
-    ) -> AsyncIterator[Point]:
-        return queries.stream_readings(self.engine, series, start, end, limit, after)
-
-    async def aggregate(
-        self, series: Sequence[Series], start: int, end: int, bucket: int, offset: int = 0
-    ) -> list[Bucket]:
-        return await queries.aggregate(self.engine, series, start, end, bucket, offset)
-
-    async def page_end(
-        self, series: Sequence[Series], start: int, end: int, limit: int,
-        after: tuple[int, int] | None = None,
-    ) -> tuple[int, int] | None:
-        return await queries.page_end(self.engine, series, start, end, limit, after)
-
-    async def aggregate_stats(
-        self, series: Sequence[Series], start: int, end: int, bucket: int, offset: int = 0
-    ) -> list[BucketStats]:
-        return await queries.aggregate_stats(self.engine, series, start, end, bucket, offset)
-
-    async def reading_rows(
-        self, ids: Sequence[int], start: int, end: int, limit: int,
-        after: tuple[int, int] | None = None,
-    ) -> list[tuple[int, int, float | None, str | None, int]]:
-        return await queries.reading_rows(self.engine, ids, start, end, limit, after)
-
-    async def reading_columns(
-        self, ids: Sequence[int], start: int, end: int, limit: int,
-        after: tuple[int, int] | None = None,
-    ) -> queries.PageColumns:
-        return await queries.reading_columns(self.engine, ids, start, end, limit, after)
-
-    async def latest_rows(
-        self, ids: Sequence[int]
-    ) -> list[tuple[int, int, float | None, str | None, int]]:
-        return await queries.latest_rows(self.engine, ids)
-
-    async def find_series(self, machine: str, tags: Sequence[str] | None = None) -> list[Series]:
-        found = await self.series(machine)
-        if tags:
-            wanted = set(tags)
-            found = [s for s in found if s.tag in wanted]
-        return found

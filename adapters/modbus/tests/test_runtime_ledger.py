@@ -11,6 +11,7 @@ import yaml
 from pymodbus import FramerType
 
 from collector.config import parse_config
+from collector.ledger import PageQuery
 from collector.model import BAD, GOOD
 from collector.runtime import Runtime
 
@@ -39,7 +40,7 @@ def as_stored(value: object) -> object:
 async def latest_in_ledger(rt: Runtime) -> dict[str, tuple[object, object]]:
     await rt.pipeline.flush()
     return {series.tag: (point.value, point.quality) for series, point in
-            await rt.ledger.latest("sample")}
+            await rt.ledger.latest.of_machine("sample")}
 
 
 async def assert_golden(rt: Runtime) -> None:
@@ -95,12 +96,11 @@ async def test_outage_leaves_a_gap_in_the_ledger(tmp_path, devices) -> None:
               "reconnect_delay": "100ms", "reconnect_delay_max": "300ms",
               "tags": [{"name": "count", "address": 0}]}
     async with Runtime(parse_config(runtime_config(tmp_path, source))) as rt:
-        (series,) = await rt.ledger.find_series("sample", ["count"])
+        (series,) = await rt.ledger.catalogue.find("sample", ["count"])
 
         async def history() -> list:
             await rt.pipeline.flush()
-            points, _ = await rt.ledger.readings([series], 0, 2**62, 10_000)
-            return points
+            return [p async for p in rt.ledger.pages.points(PageQuery.of([series], 0, 2**62, 10_000))]
 
         async def wait_history(check) -> list:
             for _ in range(300):

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from collector.config import parse_config
+from collector.ledger import PageQuery
 from collector.model import GOOD
 from collector.runtime import Runtime
 
@@ -57,12 +58,12 @@ async def test_runtime_into_sqlite(tmp_path, publisher, prefix):
         publisher.publish_many([(topic, json.dumps({"n": i, "ts": TS0 + i})) for i in range(500)])
         publisher.publish(f"{prefix}/press07/plain/Spindle-RPM", "1450")
         await wait_for(lambda: health.extra.get("acked", 0) >= 501)
-        series = await rt.ledger.find_series("press07", ["n", "spindle_rpm"])
+        series = await rt.ledger.catalogue.find("press07", ["n", "spindle_rpm"])
         by_tag = {s.tag: s for s in series}
-        points, _ = await rt.ledger.readings([by_tag["n"]], 0, 2**62, 10_000)
+        points = [p async for p in rt.ledger.pages.points(PageQuery.of([by_tag["n"]], 0, 2**62, 10_000))]
         assert [(p.ts, p.value, p.quality) for p in points] == [
             ((TS0 + i) * 1000, i, GOOD) for i in range(500)]
-        points, _ = await rt.ledger.readings([by_tag["spindle_rpm"]], 0, 2**62, 10)
+        points = [p async for p in rt.ledger.pages.points(PageQuery.of([by_tag["spindle_rpm"]], 0, 2**62, 10))]
         assert [p.value for p in points] == [1450]
 
 

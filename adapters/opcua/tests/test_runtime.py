@@ -9,6 +9,7 @@ import yaml
 from asyncua import ua
 
 from collector.config import parse_config
+from collector.ledger import PageQuery
 from collector.model import BAD, GOOD, now_us
 from collector.runtime import Runtime
 
@@ -32,9 +33,8 @@ def sample_config(url: str, tmp_path: Path, **source_options: object):
 
 
 async def ledger_points(rt: Runtime, machine: str, tag: str):
-    series = await rt.ledger.find_series(machine, [tag])
-    points, _ = await rt.ledger.readings(series, 0, now_us() + 10**9, 10_000)
-    return points
+    series = await rt.ledger.catalogue.find(machine, [tag])
+    return [p async for p in rt.ledger.pages.points(PageQuery.of(series, 0, now_us() + 10**9, 10_000))]
 
 
 async def test_sample_config_subscribes_into_the_ledger(opc_server, tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ async def test_sample_config_subscribes_into_the_ledger(opc_server, tmp_path: Pa
         await rt.pipeline.flush()
         points = await ledger_points(rt, "press07", "strokes")
         assert [p.value for p in points][-3:] == [11, 12, 13]
-        latest = {s.tag: p for s, p in await rt.ledger.latest("press07")}
+        latest = {s.tag: p for s, p in await rt.ledger.latest.of_machine("press07")}
         assert latest["temperature"].value == 20.5 and latest["temperature"].quality is GOOD
         assert latest["mode"].value == "running"
         assert latest["die_level"].value == 20
