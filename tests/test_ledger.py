@@ -124,6 +124,36 @@ async def test_range_with_cursor_is_stable_while_inserting(ledger: Ledger) -> No
     assert [p.value for p in points] == [float(i) for i in range(10, 20)]
 
 
+async def test_a_page_reads_alike_as_points_columns_and_its_end(ledger: Ledger) -> None:
+    """One query, read three ways: the same readings in the same order, and the key the next
+    page resumes after."""
+    await ledger.write(batch(40) + batch(40, tag="voltage", start=T0 + 500_000)
+                       + [Reading("press07", "door", T0 + i * 1_000_000, i % 2 == 0)
+                          for i in range(40)]
+                       + [Reading("press07", "mode", T0 + 7, "AUTO", UNCERTAIN)])
+    series = await ledger.catalogue.series("press07")
+    bools = {s.id for s in series if s.tag == "door"}
+    first = PageQuery.of(series, T0 + 3, T0 + 30_000_000, 25)
+    assert first.bools == bools and first.ids == tuple(sorted(s.id for s in series))
+    later = PageQuery.of(series, T0 + 3, T0 + 30_000_000, 25, (T0 + 9_000_000, series[0].id))
+    for query in (first, later):
+        points = [p async for p in ledger.pages.points(query, chunk=7)]
+        columns = await ledger.pages.columns(query)
+        assert len(points) == len(columns) == 25
+        assert [(p.ts, p.series_id) for p in points] == [
+            (columns.ts[i], columns.series_at(i)) for i in range(25)]
+        assert [p.quality for p in points] == list(columns.qualities)
+        for p, value in zip(points, columns.values, strict=True):
+            assert p.value == (value != 0.0 if p.series_id in bools else value)
+        assert all(isinstance(p.value, bool) for p in points if p.series_id in bools)
+        key = await ledger.pages.end(query)
+        assert key == (points[-1].ts, points[-1].series_id)
+        if query.after is not None:
+            assert (points[0].ts, points[0].series_id) > query.after
+    assert await ledger.pages.end(PageQuery.of(series, T0, T0 + 1, 25)) is None  # no more rows
+    assert [p async for p in ledger.pages.points(PageQuery.of([], T0, T0 + 10**9, 25))] == []
+
+
 async def test_time_buckets(ledger: Ledger) -> None:
     # 1 Hz for 10 minutes: values 0..599; 1-minute buckets
     await ledger.write(batch(600, start=T0 - T0 % 60_000_000))
