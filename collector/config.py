@@ -380,11 +380,17 @@ def config_model(sources: SourceModels | None = None) -> type[CollectorConfig]:
     return _config_model(tuple((_accepted if sources is None else sources).values()))
 
 
+def _no_adapters(value: Any) -> Any:
+    if value:
+        raise ValueError("no adapter is loaded to read sources entries (load them first: "
+                         "adapters.base.registry())")
+    return value
+
+
 @cache
 def _config_model(models: tuple[type[SourceConfig], ...]) -> type[CollectorConfig]:
-    if not models:
-        return CollectorConfig
-    source_union: Any = Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007
+    source_union: Any = (Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007
+                         if models else Annotated[SourceConfig, BeforeValidator(_no_adapters)])
     machine = create_model(
         "MachineConfig", __base__=MachineConfig, sources=(list[source_union], [])
     )

@@ -113,6 +113,27 @@ def test_missing_protocol() -> None:
     assert line.startswith("machines[0].sources[0].protocol: 'protocol' is missing; use one of")
 
 
+def test_sources_are_read_by_the_adapter_models_given() -> None:
+    """The config knows the adapters only through the source models handed to it: those the
+    registry's adapters registered, or the ones a caller passes."""
+    from adapters.base import registry
+
+    text = ("machines:\n  - id: a\n    sources:\n      - {id: s, protocol: mqtt, "
+            "broker: 'mqtt://127.0.0.1', tags: [{name: t, topic: x}]}\n")
+    assert parse_config(text).machines[0].sources[0].protocol == "mqtt"
+    only_modbus = {"modbus": registry()["modbus"].config_model}
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, sources=only_modbus)
+    assert [str(p) for p in info.value.problems] == [
+        "machines[0].sources[0].protocol: protocol 'mqtt' is not one of 'modbus' (line 4)"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, sources={})
+    assert [str(p) for p in info.value.problems] == [
+        "machines[0].sources[0]: no adapter is loaded to read sources entries (load them "
+        "first: adapters.base.registry()) (line 4)"]
+    assert parse_config("machines:\n  - id: a\n", sources={}).machines[0].sources == []
+
+
 def test_config_file_not_found(tmp_path: Path) -> None:
     from collector.config import load_config
 
