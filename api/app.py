@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import health, machines, metrics, production, readings, status, tags
-from api.offload import Offload, WorkerError
+from api.hardening import Hardening
+from api.offload import Offload
 from api.params import BadParameter
 from collector.derive.report import ProductionReport
 
@@ -61,19 +62,15 @@ def create_app(runtime: Any) -> FastAPI:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # a database that is down is the only expected cause; never a bare 500 page
-        kind = exc.kind if isinstance(exc, WorkerError) else type(exc).__name__
-        log.warning("%s %s failed: %s: %s", request.method, request.url.path, kind, exc)
-        return JSONResponse({"detail": f"the ledger could not answer: {kind}"}, status_code=503)
-
     origins = list(getattr(getattr(runtime.config, "api", None), "cors_origins", []) or [])
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "PATCH"],
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
                            expose_headers=["X-Next-Cursor"])
     app.add_middleware(RequestLimits)
+    # outermost: its headers go on every answer, and an exception (a database that is down
+    # is the only expected cause) becomes a 503 and one log line, never a bare 500 page
+    app.add_middleware(Hardening)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -41,6 +41,7 @@ class RuntimeCollector:
         restarts = CounterMetricFamily("collector_source_restarts", "Adapter restarts after a crash", labels=SOURCE_LABELS)
         last_ok = GaugeMetricFamily("collector_source_last_ok_timestamp_seconds", "Time of the last good read", labels=SOURCE_LABELS)
         scans = HistogramMetricFamily("collector_source_scan_seconds", "Time one poll of a source took", labels=SOURCE_LABELS)
+        bad_payloads = CounterMetricFamily("collector_source_bad_payloads", "Messages rejected as bad payloads (also counted in collector_source_errors_total)", labels=[*SOURCE_LABELS, "tag"])
         for h in rt.health:
             labels = [h.machine, h.source, h.protocol]
             connected.add_metric(labels, 1.0 if h.connected else 0.0)
@@ -52,7 +53,11 @@ class RuntimeCollector:
                 last_ok.add_metric(labels, h.last_ok / 1e6)
             if h.scan_seconds.count:
                 scans.add_metric(labels, h.scan_seconds.cumulative(), h.scan_seconds.sum)
-        yield from (connected, reads, errors, readings, restarts, last_ok, scans)
+            bad = h.extra.get("bad_payloads")  # per tag, kept by the MQTT adapter
+            if isinstance(bad, dict):
+                for tag, count in bad.items():
+                    bad_payloads.add_metric([*labels, tag], count)
+        yield from (connected, reads, errors, readings, restarts, last_ok, scans, bad_payloads)
 
         p = rt.pipeline
         yield _gauge("collector_pipeline_queue_readings", "Readings waiting in memory", p.queued)

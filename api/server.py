@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
+from api.hardening import quiet_uvicorn
 from api.offload import Offload
 
 log = logging.getLogger("api")
@@ -53,8 +54,8 @@ class ApiServer:
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         app = create_app(self.runtime)
-        self._server = _Server(uvicorn.Config(app, log_level="warning",
-                                              access_log=False, lifespan="off"))
+        self._server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                              lifespan="off", **quiet_uvicorn()))
         self.offload = app.state.offload
         self._tasks = [asyncio.create_task(self.offload.start(), name="api-workers"),
                        asyncio.create_task(self._server.serve(sockets=[sock]), name="api")]

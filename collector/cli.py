@@ -15,6 +15,7 @@ from collector.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     ConfigError,
+    Problem,
     deprecated_keys,
     load_config,
     resolve_config_path,
@@ -95,11 +96,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _report(path, exc)
         return EXIT_CONFIG
+    if not config.machines:
+        _report(path, ConfigError([NO_MACHINES]))
+        return EXIT_CONFIG
     for note in deprecated_keys(config):  # accepted, but say what to write today
         print(f"{path}: {note}", file=sys.stderr)
-    machines, sources, tags = config.counts()
-    print(f"{machines} machines, {sources} sources, {tags} tags")
+    print(summary(*config.counts()))
     return EXIT_OK
+
+
+NO_MACHINES = Problem(
+    "", "no machines: a config needs `machines:` with at least one machine (`id:`), "
+    "its sources (`protocol:` and where to reach the device) and their tags; start from "
+    "config/collector.yaml or one of the other examples in config/")
+
+
+def summary(machines: int, sources: int, tags: int) -> str:
+    """`2 machines, 1 source, 5 tags`: what a config holds, in one line."""
+    return ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                     ((machines, "machine"), (sources, "source"), (tags, "tag")))
 
 
 def _load_or_report(args: argparse.Namespace) -> object | None:
@@ -112,8 +127,9 @@ def _load_or_report(args: argparse.Namespace) -> object | None:
 
 
 def _report(path: object, exc: ConfigError) -> None:
-    for problem in exc.problems:
-        print(f"{path}: {problem}" if problem.path else str(problem), file=sys.stderr)
+    for problem in exc.problems:  # every line names the file, as compilers do
+        text = str(problem)
+        print(text if repr(str(path)) in text else f"{path}: {text}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -122,6 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load_or_report(args)
     if config is None:
+        return EXIT_CONFIG
+    if not config.machines:  # type: ignore[attr-defined]
+        _report(resolve_config_path(args.config), ConfigError([NO_MACHINES]))
         return EXIT_CONFIG
     try:
         run_service(Runtime(config, api=ApiServer).run_until_signalled())  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -88,10 +88,49 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LEDGER_DRIVERS = {"sqlite": {"pysqlite", "aiosqlite"},
+                   "postgresql": {"asyncpg", "psycopg", "psycopg2", "pg8000"}}
+_LEDGER_EXAMPLES = "sqlite:///data/ledger.db or postgresql://user:password@host:5432/db"
+
+
+def check_ledger_url(value: Any) -> Any:
+    """A database URL the ledger can open; the message never repeats the URL (it may hold a
+    password)."""
+    if not isinstance(value, str) or not value:  # empty: an unset ${VAR}, reported as such
+        return value
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; write {_LEDGER_EXAMPLES}") from None
+    except ValueError:  # the port is the only part SQLAlchemy converts
+        port = re.search(r"@[^/?#]*?:([^/?#]*)", value)
+        given = f" {port.group(1)!r}" if port else ""
+        raise ValueError(f"the port{given} is not a number; write host:port with a number, "
+                         f"e.g. postgresql://user:password@db.plant:5432/ledger") from None
+    backend = "postgresql" if url.get_backend_name() == "postgres" else url.get_backend_name()
+    if backend not in _LEDGER_DRIVERS:
+        raise ValueError(f"database {url.get_backend_name()!r} is not supported; write "
+                         f"{_LEDGER_EXAMPLES}")
+    driver = url.drivername.partition("+")[2]
+    if driver and driver not in _LEDGER_DRIVERS[backend]:
+        raise ValueError(f"{url.drivername!r} names a driver the collector does not know "
+                         f"({driver!r}); write {backend}:// and the collector picks its own")
+    if url.port is not None and not 0 < url.port <= 65535:
+        raise ValueError(f"port {url.port} is out of range; use 1 to 65535 (PostgreSQL: 5432)")
+    if backend == "sqlite" and (not url.database or url.database == ":memory:"
+                                or url.database.startswith("file:")):
+        raise ValueError("a SQLite ledger is a file on disk; write sqlite:///data/ledger.db "
+                         "(relative) or sqlite:////var/lib/collector/ledger.db (absolute)")
+    return value
+
+
 class LedgerConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    url: str = "sqlite:///data/ledger.db"
+    url: Annotated[str, BeforeValidator(check_ledger_url)] = "sqlite:///data/ledger.db"
     # PostgreSQL schema holding the ledger tables (default: the database's search_path)
     db_schema: str | None = Field(None, alias="schema", pattern=r"^[a-z_][a-z0-9_]*$")
     retention: Duration | None = None  # raw readings older than this are deleted
@@ -402,9 +441,11 @@ class Problem:
     path: str
     message: str
     line: int | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
-        where = f" (line {self.line})" if self.line else ""
+        where = f" (line {self.line}{f', column {self.column}' if self.column else ''})" \
+            if self.line else ""
         return f"{self.path}: {self.message}{where}" if self.path else f"{self.message}{where}"
 
 
@@ -435,12 +476,29 @@ def load_config(path: str | Path, sources: SourceModels | None = None) -> Collec
     are validated by the `sources` models (default: every model accepted so far)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([Problem("", f"config file {str(path)!r} not found")]) from None
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config file {str(path)!r}: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = None if _binary(raw) else raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([Problem("", _not_text(raw, exc.start), line)]) from None
     return parse_config(text, base_dir=str(path.parent.resolve()), sources=sources)
+
+
+def _binary(raw: bytes) -> bool:
+    return b"\0" in raw[:1024] or raw.count(b"\n") < 1
+
+
+def _not_text(raw: bytes, at: int) -> str:
+    if _binary(raw):
+        return ("not a text file (it holds binary data): a config is YAML text; check that -c "
+                "names the config and not another file")
+    return (f"not UTF-8 text: byte 0x{raw[at]:02x} is not UTF-8; save the file as UTF-8 (most "
+            f"editors offer it under 'Save as' or 'Encoding')")
 
 
 def parse_config(text: str, base_dir: str = ".",
@@ -449,24 +507,22 @@ def parse_config(text: str, base_dir: str = ".",
         data = yaml.safe_load(text)
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem("", f"not valid YAML: {problem}", line)]) from None
+        raise ConfigError([yaml_problem(exc)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([Problem("", "the config must be a mapping with keys such as 'ledger' and 'machines'", 1)])
 
-    problems: list[Problem] = []
-    data = _substitute_env(data, (), problems, node)
+    problems: list[Problem] = list(duplicate_keys(node))
+    secrets = Secrets()
+    data = _substitute_env(data, (), problems, node, secrets)
     data.pop("base_dir", None)
     data["base_dir"] = base_dir
     try:
         config = config_model(sources).model_validate(data)
     except ValidationError as exc:
         protocols = list(_accepted if sources is None else sources)
-        problems += [_problem_from_error(err, node, protocols)
+        problems += [_problem_from_error(err, node, protocols, secrets)
                      for err in exc.errors(include_url=False)]
         raise ConfigError(problems) from None
     if problems:
@@ -482,7 +538,8 @@ def parse_config(text: str, base_dir: str = ".",
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _substitute_env(value: Any, loc: tuple[Any, ...], problems: list[Problem], node: Any) -> Any:
+def _substitute_env(value: Any, loc: tuple[Any, ...], problems: list[Problem], node: Any,
+                    secrets: Secrets) -> Any:
     if isinstance(value, str):
         def repl(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -493,13 +550,114 @@ def _substitute_env(value: Any, loc: tuple[Any, ...], problems: list[Problem], n
                             _line_of(node, loc))
                 )
                 return ""
+            secrets.values.add(os.environ[name])
             return os.environ[name]
-        return _ENV.sub(repl, value)
+        out = _ENV.sub(repl, value)
+        if out != value:
+            secrets.values.add(out)
+        return out
     if isinstance(value, dict):
-        return {k: _substitute_env(v, (*loc, k), problems, node) for k, v in value.items()}
+        return {k: _substitute_env(v, (*loc, k), problems, node, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute_env(v, (*loc, i), problems, node) for i, v in enumerate(value)]
+        return [_substitute_env(v, (*loc, i), problems, node, secrets) for i, v in enumerate(value)]
     return value
+
+
+# fields whose values are never repeated in a message, wherever they came from
+SECRET_FIELDS = frozenset({"api_keys", "write_keys", "password", "private_key", "secret", "token"})
+MASK = "***"
+
+
+@dataclass
+class Secrets:
+    """What a config's messages must not repeat: every value that came from `${ENV}`."""
+
+    values: set[str] = field(default_factory=set)
+
+    def mask(self, message: str, loc: tuple[Any, ...], given: Any) -> str:
+        """The message with secret values replaced by ***: the value given at a secret field,
+        and every text that came from the environment."""
+        hidden = {v for v in self.values if v}
+        if any(isinstance(part, str) and part in SECRET_FIELDS for part in loc):
+            hidden |= _texts_in(given)
+        for value in sorted(hidden, key=len, reverse=True):
+            message = message.replace(repr(value), repr(MASK)).replace(value, MASK)
+        return message
+
+
+def _texts_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return {t for k, v in value.items() for t in (*_texts_in(k), *_texts_in(v))}
+    if isinstance(value, list | tuple):
+        return {t for v in value for t in _texts_in(v)}
+    return {str(value)} if value is not None and str(value) else set()
+
+
+def duplicate_keys(node: Any, loc: tuple[Any, ...] = ()) -> Iterator[Problem]:
+    """A key written twice in one mapping: YAML keeps the last silently, so say so."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = getattr(key, "value", None)
+            line = key.start_mark.line + 1
+            if isinstance(name, str) and name != "<<":
+                if name in seen:
+                    yield Problem(format_path((*loc, name)),
+                                  f"{name!r} is written twice in the same place, on lines "
+                                  f"{seen[name]} and {line}; only the last one would count, "
+                                  f"so delete one of them", line)
+                else:
+                    seen[name] = line
+            yield from duplicate_keys(value, (*loc, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from duplicate_keys(item, (*loc, i))
+
+
+# what PyYAML says, and what it means to someone editing the file
+_YAML_WORDS = [
+    ("cannot start any token", "\\t", "a tab character: YAML indents with spaces only; "
+     "replace the tab with spaces"),
+    ("expected <block end>", "", "the indentation does not line up: this line is indented "
+     "differently from the entries above it; entries of one list or section start in the "
+     "same column"),
+    ("did not find expected key", "", "the indentation does not line up: this line is "
+     "indented differently from the entries above it"),
+    ("did not find expected '-' indicator", "", "the indentation does not line up: a list "
+     "entry here needs a '- ' in the same column as the entries above it"),
+    ("mapping values are not allowed here", "", "a 'name: value' where none can be: this "
+     "line is probably indented too far (it continues the line above), or a value holding "
+     "': ' needs quotes"),
+    ("expected ',' or ']'", "", "a [ ... ] list is not closed, or a value in it needs quotes"),
+    ("expected ',' or '}'", "", "a { ... } section is not closed, or a value in it needs quotes"),
+    ("found unexpected end of stream", "", "the file ends inside quoted text: a quote (\" or ') "
+     "is not closed"),
+    ("found undefined alias", "", "a '*name' refers to an '&name' that is not defined; "
+     "quote the value if the '*' is meant as text"),
+    ("special characters are not allowed", "", "the file holds a character that cannot be in "
+     "a text file; is this the config?"),
+    ("found character", "", "a value starts with a character that needs quotes (` @ % |); "
+     "put the value in quotes"),
+]
+
+
+def yaml_problem(exc: yaml.YAMLError) -> Problem:
+    """One plain sentence, with the line and column, for a file PyYAML cannot read."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.reader.ReaderError):
+        text = ("not a text file: it holds a character a YAML file cannot hold; check that -c "
+                "names the config and not another file")
+        return Problem("", text, None)
+    for fragment, also, meaning in _YAML_WORDS:
+        if fragment in problem and also in problem:
+            text = meaning
+            break
+    else:
+        text = "the file cannot be read as YAML here; check the indentation and the quotes"
+    if mark is None:
+        return Problem("", f"not valid YAML: {text}")
+    return Problem("", f"not valid YAML: {text}", mark.line + 1, mark.column + 1)
 
 
 def cross_check(config: CollectorConfig) -> Iterator[Problem]:
@@ -550,7 +708,13 @@ _FRIENDLY = {
 }
 
 
-def _problem_from_error(err: Any, node: Any, protocols: list[str]) -> Problem:
+def _problem_from_error(err: Any, node: Any, protocols: list[str], secrets: Secrets) -> Problem:
+    problem = _describe_error(err, node, protocols)
+    return Problem(problem.path, secrets.mask(problem.message, _parse_loc(problem.path),
+                                              err.get("input")), problem.line)
+
+
+def _describe_error(err: Any, node: Any, protocols: list[str]) -> Problem:
     loc = _clean_loc(err["loc"], protocols)
     kind = err["type"]
     value = err.get("input")
@@ -569,6 +733,9 @@ def _problem_from_error(err: Any, node: Any, protocols: list[str]) -> Problem:
         loc = (*loc, "protocol")
     elif kind == "string_pattern_mismatch":
         message = f"{value!r} may only contain {_pattern_words(ctx.get('pattern', ''))}"
+    elif kind == "list_type":
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        message = f"must be a list, one '- item' per line or [a, b]{shown}"
     elif kind in ("value_error", "assertion_error"):
         message = str(ctx.get("error", err["msg"]))
     else:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import NamedTuple
 
+from collector.sources.failures import FailureLog
+
 Value = float | int | bool | str | None
 
 
@@ -124,6 +126,11 @@ class SourceHealth:
     scan_time: float | None = None  # seconds the last scan took (polling sources)
     extra: dict[str, object] = field(default_factory=dict)
     scan_seconds: BucketCounts = field(default_factory=lambda: BucketCounts(SECONDS_BUCKETS))
+    # the log lines of this source's failures (a warning when they start, one a minute after)
+    failures: FailureLog = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.failures = FailureLog(self.machine, self.source)
 
     def __setattr__(self, name: str, value: object) -> None:
         # every scan time an adapter reports also feeds the scan-time histogram
@@ -131,18 +138,24 @@ class SourceHealth:
             self.scan_seconds.observe(float(value))
         object.__setattr__(self, name, value)
 
-    def ok(self, readings: int = 0) -> None:
+    def ok(self, readings: int = 0, *, clean: bool = True) -> None:
+        """A good read; `clean=False` when part of it failed (a refused block), so the
+        source is not logged as recovered."""
         self.connected = True
         self.last_ok = now_us()
         self.reads += 1
         self.readings += readings
+        if clean:
+            self.failures.recovered()
 
     def error(self, message: str, *, connected: bool | None = None) -> None:
+        """A failure: counted, kept as the last error, and logged (rate-limited)."""
         self.errors += 1
         self.last_error = message
         self.last_error_at = now_us()
         if connected is not None:
             self.connected = connected
+        self.failures.failed(message)
 
     def as_dict(self) -> dict[str, object]:
         return {

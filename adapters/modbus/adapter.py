@@ -24,7 +24,7 @@ from collector.sources.normalise import normaliser_of
 
 from .codec import BIT_KINDS, Decoder, make_decoder
 from .config import ModbusSourceConfig, ModbusTagConfig
-from .link import Link, acquire_link, release_link
+from .link import GarbledAnswer, Link, acquire_link, release_link
 from .planner import Block, Item, plan_blocks, split_block
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable", 11: "gateway target did not respond",
 }  # fmt: skip
 JITTER_SAMPLES = 3600
+GARBLED = -2  # the code of a block whose answer could not be decoded
 
 
 class CompiledTag:
@@ -155,6 +156,7 @@ class ModbusAdapter:
         self._sent = 0
         readings: list[Reading] = []
         failed = link.failed_connects
+        errors = self.ctx.health.errors
         if not await link.ensure_connected():
             if link.failed_connects != failed:  # an attempt failed now (not just waiting)
                 self.ctx.health.error(
@@ -169,8 +171,9 @@ class ModbusAdapter:
                 link.lost()
                 self._all_bad(readings, f"connection to {link.where} lost: {exc}")
             else:
-                if ok:
-                    self.ctx.health.ok(sum(1 for r in readings if r.quality is GOOD))
+                if ok:  # clean: no block of this scan failed, so the source has recovered
+                    self.ctx.health.ok(sum(1 for r in readings if r.quality is GOOD),
+                                       clean=self.ctx.health.errors == errors)
         self.requests = self._sent
         if readings:
             await self.ctx.sink.put(readings)
@@ -189,6 +192,11 @@ class ModbusAdapter:
                 try:
                     self._sent += 1
                     response = await link.read(kind, unit, block.start, block.count)
+                except GarbledAnswer:
+                    answered = True
+                    self._block_bad(block, kind, unit, GARBLED, readings, now_us())
+                    i += 1
+                    continue
                 except ModbusIOException:
                     if not link.connected:
                         raise ConnectionException("no answers; connection closed") from None
@@ -251,12 +259,16 @@ class ModbusAdapter:
         tags = [item.key for item in block.items]
         names = ", ".join(t.name for t in tags[:3]) + (" ..." if len(tags) > 3 else "")
         span = f"{kind} {block.start}" + (f"..{block.stop - 1}" if block.count > 1 else "")
-        if code < 0:
+        if code == GARBLED:
+            why = "with a frame that cannot be decoded (its byte count or length is wrong)"
+        elif code < 0:
             why = "a short answer"
         else:
             why = f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
         hint = {2: "; check the tag's address and register kind against the register map",
-                1: "; the device does not offer this register kind, check 'register'"}
+                1: "; the device does not offer this register kind, check 'register'",
+                GARBLED: "; check that no other device answers on this unit id and ask the "
+                         "device's maker whether it supports reads of this size"}
         self.ctx.health.error(f"{self._where}: unit {unit} answered {why} reading {span} "
                               f"(tags {names}){hint.get(code, '')}")
         self._mark_bad(tags, readings, ts)

@@ -7,10 +7,11 @@ string longer than one request) is rejected here with the field named and the fi
 
 from __future__ import annotations
 
+import re
 import warnings
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from collector.config import SourceConfig, TagConfig
 from collector.sources.problems import Problems, raise_problems
@@ -19,6 +20,34 @@ from .codec import BIT_KINDS, TYPES, allowed_orders, register_count
 
 MAX_REGISTERS = 125  # the protocol's limit for one read of holding/input registers
 MAX_BITS = 2000  # ... and of coils/discrete inputs
+
+# the register-map numbering of many manuals: a leading digit for the kind, then 1-based
+CONVENTION_KINDS = {"0": "coil", "1": "discrete", "3": "input", "4": "holding"}
+_CONVENTIONAL = re.compile(r"^([0134])(\d{4,5})$")
+
+
+def parse_address(value: Any) -> Any:
+    """A 0-based address as a number; text is refused, with the 4xxxx/3xxxx/1xxxx/0xxxx
+    register-map numbering explained when it looks like that."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    match = _CONVENTIONAL.match(text)
+    if match and int(match.group(2)) >= 1:
+        kind, number = CONVENTION_KINDS[match.group(1)], int(match.group(2))
+        raise ValueError(
+            f"{value!r} looks like register-map numbering ({match.group(1)}xxxx: {kind} "
+            f"registers counted from 1); that is {kind} register {number}, protocol address "
+            f"{number - 1}: write `register: {kind}` and `address: {number - 1}` (a number, "
+            f"no quotes). If the map counts from 0, write `address: {number}`")
+    if text.isdigit():
+        raise ValueError(f"{value!r} is text; write the address as a number without quotes "
+                         f"(address: {int(text)})")
+    raise ValueError(f"{value!r} is not an address; write the 0-based protocol address as a "
+                     f"number (0 to 65535)")
+
+
+Address = Annotated[int, BeforeValidator(parse_address), Field(ge=0, le=65535)]
 
 TagType = Literal[
     "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
@@ -36,7 +65,7 @@ class ModbusTagConfig(TagConfig):
     """One value read from a Modbus device."""
 
     register: Literal["holding", "input", "coil", "discrete"] = "holding"
-    address: int = Field(ge=0, le=65535)  # 0-based protocol address
+    address: Address  # 0-based protocol address
     type: TagType | None = None  # default: bool on coil/discrete, uint16 on registers
     byte_order: Literal["ABCD", "CDAB", "BADC", "DCBA"] = "ABCD"
     byte: Literal["low", "high"] | None = None  # int8/uint8 only; default low

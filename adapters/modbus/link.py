@@ -14,6 +14,7 @@ from typing import Any
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException, ModbusIOException
 
 from .config import ModbusSourceConfig
 
@@ -34,21 +35,49 @@ def describe(source: ModbusSourceConfig) -> str:
     return f"{source.host}:{source.port}{via}"
 
 
+class GarbledAnswer(ModbusIOException):
+    """The device answered with a frame that cannot be decoded (a byte count that does not
+    match the data, a length that does not fit the function)."""
+
+
 def make_client(source: ModbusSourceConfig) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
     """A pymodbus client without its own reconnect task (reconnect_delay=0): the Link
     decides when to reconnect, so the backoff is ours and visible in health."""
     framer = _FRAMERS[source.transport]
+    client: AsyncModbusTcpClient | AsyncModbusSerialClient
     if source.serial:
-        return AsyncModbusSerialClient(
+        client = AsyncModbusSerialClient(
             source.serial, framer=framer, baudrate=source.baudrate, bytesize=source.bytesize,
             parity=source.parity, stopbits=source.stopbits, timeout=source.timeout,
             retries=source.retries, reconnect_delay=0, name=source.id,
         )
-    assert source.host is not None
-    return AsyncModbusTcpClient(
-        source.host, port=source.port, framer=framer, timeout=source.timeout,
-        retries=source.retries, reconnect_delay=0, name=source.id,
-    )
+    else:
+        assert source.host is not None
+        client = AsyncModbusTcpClient(
+            source.host, port=source.port, framer=framer, timeout=source.timeout,
+            retries=source.retries, reconnect_delay=0, name=source.id,
+        )
+    _fail_garbled_answers(client)
+    return client
+
+
+def _fail_garbled_answers(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+    """pymodbus raises an answer it cannot decode out of the transport's receive callback,
+    where the event loop logs it as a fatal transport error with a traceback; fail the request
+    waiting for that answer instead, so the adapter reports it for its source in one line."""
+    manager: Any = client.ctx
+    receive = manager.callback_data
+
+    def callback_data(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        try:
+            return int(receive(data, addr))
+        except ModbusException as exc:
+            future = manager.response_future
+            if not future.done():
+                future.set_exception(GarbledAnswer(str(exc)))
+            return len(data)  # the rest of a garbled frame is garbage too
+
+    manager.callback_data = callback_data
 
 
 class Link:

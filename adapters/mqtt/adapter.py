@@ -103,6 +103,7 @@ class MqttAdapter:
         self._seen: dict[tuple[str, str], None] = {}
         self._down_marked = False
         self._flushing = False
+        self._refused = False  # the broker refused a subscription of this connection
         self.drain_seconds = DRAIN_SECONDS
         self._paho_log, self._recorder = paho_logger(self.machine, self.cfg.id)
 
@@ -121,10 +122,9 @@ class MqttAdapter:
                 message = explain(exc, self.cfg, self._recorder.last)
             if self.health.connected:
                 backoff.reset()  # it worked for a while: start backoff again
-            self.health.error(message, connected=False)
+            self.health.error(message, connected=False)  # health logs it, at most once a minute
             delay = backoff.next()
             self.health.extra["retry_in_s"] = round(delay, 3)
-            log.warning("%s/%s: %s; reconnecting in %g s", self.machine, self.cfg.id, message, delay)
             await self._mark_down()
             await asyncio.sleep(delay)
 
@@ -179,10 +179,10 @@ class MqttAdapter:
         granted: Any = await client.subscribe(wanted)
         refused = [f for f, code in zip(self.filters, granted, strict=False)
                    if (code.is_failure if hasattr(code, "is_failure") else int(code) >= 0x80)]
+        self._refused = bool(refused)
         if refused:
             self.health.error(f"broker {self.cfg.broker} refused the subscription to "
                               f"{', '.join(refused)} (check the broker's ACL for this user)")
-            log.error("%s/%s: %s", self.machine, self.cfg.id, self.health.last_error)
             # their tags will get nothing: say so in the ledger once, as a gap, not silence
             ts = self._now()
             blind = [Reading(self.machine, t.name, ts, None, BAD) for t in self.cfg.tags
@@ -207,6 +207,8 @@ class MqttAdapter:
         self.health.extra.pop("retry_in_s", None)
         self.health.last_ok = int(time.time_ns() // 1000)
         self._down_marked = False
+        if not self._refused:
+            self.health.failures.recovered()
         self.stats.publish(subscriptions=list(self.filters), inflight=0,
                            session="persistent" if self.cfg.persistent else "clean")
         if self._late_pubcomp and self._session is not None:

@@ -49,6 +49,12 @@ class PayloadStats:
         counter[tag] = counter.get(tag, 0) + 1
         self.samples[tag] = {"topic": topic, "error": error, "payload": sample_of(raw),
                              "at": format_ts(now_us())}
+        # an error of the source like any other (collector_source_errors_total), but logged
+        # here, per tag, rather than by health: good messages of other tags are no recovery
+        health = self.health
+        health.errors += 1
+        health.last_error = f"tag {tag}: bad payload on topic {topic}: {error}"
+        health.last_error_at = now_us()
         now = time.monotonic()
         last = self._logged_at.get(tag)
         if last is not None and now - last < LOG_EVERY:

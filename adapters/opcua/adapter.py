@@ -180,8 +180,7 @@ class OpcUaAdapter:
     async def _outage(self, message: str) -> None:
         """Report the failure and, once per outage, one BAD reading per tag (a visible gap)."""
         full = f"machine {self.machine}, source {self.source.id}: {message}"
-        self.ctx.health.error(full, connected=False)
-        log.warning("%s", full)
+        self.ctx.health.error(full, connected=False)  # health logs it, at most once a minute
         if not self._outage_marked:
             self._outage_marked = True
             readings = self.maker.outage()
@@ -201,7 +200,6 @@ class OpcUaAdapter:
             self.tag_errors[b.name] = message
         full = f"machine {self.machine}, source {self.source.id}, {message}"
         self.ctx.health.error(full)
-        log.warning("%s", full)
 
     # ---- nodes -------------------------------------------------------------------------
 
@@ -340,12 +338,12 @@ class OpcUaAdapter:
                 readings = self.maker.make_scalars(notif.items, now_us())
                 if readings:
                     await self.ctx.sink.put(readings)
-                    self.ctx.health.ok(len(readings))
+                    self.ctx.health.ok(len(readings), clean=not self.tag_errors)
             elif type(notif) is ua.DataChangeNotification:
                 readings = self.maker.make(((m.ClientHandle, m.Value) for m in notif.MonitoredItems), now_us())
                 if readings:
                     await self.ctx.sink.put(readings)
-                    self.ctx.health.ok(len(readings))
+                    self.ctx.health.ok(len(readings), clean=not self.tag_errors)
             elif isinstance(notif, ua.StatusChangeNotification) and not notif.Status.is_good():
                 self._lose(f"the server ended the subscription ({notif.Status.name})")
 
@@ -379,7 +377,7 @@ class OpcUaAdapter:
             health.scan_time = loop.time() - started
             if readings:
                 await self.ctx.sink.put(readings)
-            health.ok(len(readings))
+            health.ok(len(readings), clean=not self.tag_errors)
             due += period
             now = loop.time()
             if due < now:

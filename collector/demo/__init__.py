@@ -105,5 +105,8 @@ def _announce(plant: Plant, effective: Path, port: int) -> None:
 
 def _quiet_libraries() -> None:
     """The simulators' libraries chat about every connection; the demo's own log is enough."""
-    for name in ("asyncua", "pymodbus", "amqtt", "transitions"):
+    for name in ("asyncua", "amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # a scan with another unit id is answered 0x0B, as a gateway does; pymodbus logs each
+    # such request as an error, and the collector reports its own client's failures itself
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

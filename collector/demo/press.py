@@ -13,10 +13,13 @@ import logging
 import random
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymodbus import FramerType
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 
 from .behaviour import (
     IDLE,
@@ -125,6 +128,30 @@ def _device(bits: int = 16, registers: int = 128) -> SimDevice:
     return SimDevice(1, simdata=(flags(), flags(), regs(), regs()))
 
 
+class _Units(SimCore):
+    """The devices of one simulated server, answering another unit id as a real gateway
+    does (exception 0x0B, gateway target did not respond), not with a device failure."""
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int,
+                              count: int = 1) -> Any:
+        if device_id not in self.devices:
+            raise NoSuchIdException(f"unit {device_id}")
+        return await super().async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int,
+                              values: Any) -> Any:
+        if device_id not in self.devices:
+            raise NoSuchIdException(f"unit {device_id}")
+        return await super().async_setValues(device_id, func_code, address, values)
+
+
+def modbus_server(device: SimDevice, port: int) -> ModbusTcpServer:
+    """A simulated Modbus TCP device on loopback that knows one unit id."""
+    server = ModbusTcpServer([device], address=("127.0.0.1", port), framer=FramerType.SOCKET)
+    server.context = _Units([device])
+    return server
+
+
 class PressSimulator:
     """Both Modbus servers of the press, kept up to date by `run()`."""
 
@@ -136,10 +163,8 @@ class PressSimulator:
         parts = int(self.memory.get("press_parts", rng.randint(20_000, 60_000)))
         energy = self.memory.get("press_energy_kwh", rng.uniform(8_000, 20_000))
         self.model = PressModel(rng, behaviour, parts=parts, energy_kwh=energy)
-        self.io = ModbusTcpServer([_device()], address=("127.0.0.1", io_port),
-                                  framer=FramerType.SOCKET)
-        self.meter = ModbusTcpServer([_device(registers=400)], address=("127.0.0.1", meter_port),
-                                     framer=FramerType.SOCKET)
+        self.io = modbus_server(_device(), io_port)
+        self.meter = modbus_server(_device(registers=400), meter_port)
 
     async def start(self) -> None:
         await self.io.serve_forever(background=True)
