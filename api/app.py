@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import health, machines, metrics, production, readings, status, tags
+from api import docs, health, machines, metrics, production, readings, status, tags
 from api.hardening import Hardening
 from api.offload import Offload
 from api.params import BadParameter
@@ -32,6 +32,7 @@ MAX_BODY_BYTES = 65_536
 def create_app(runtime: Any) -> FastAPI:
     app = FastAPI(
         title="Retrofit data collector",
+        docs_url=None, redoc_url=None,  # served from this package by api/docs.py
         version="0.1.0",
         description="Production-data ledger of retrofitted machines: machines, tags, latest "
         "values, raw readings, aggregates and the collector's health. When `api.api_keys` is "
@@ -45,6 +46,7 @@ def create_app(runtime: Any) -> FastAPI:
     ledger = getattr(runtime, "ledger", None)
     app.state.production = (ProductionReport(runtime.config, ledger.production)
                             if ledger is not None and hasattr(runtime.config, "plant") else None)
+    app.include_router(docs.router)
     for module in (health, machines, tags, readings, production, metrics):
         app.include_router(module.router)
     app.include_router(status.router)
