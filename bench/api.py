@@ -379,7 +379,7 @@ def start_server(url: str, schema: str | None, ingest_rate: int, gc_freeze: bool
                  ) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
-    from tests.conftest import free_port
+    from tests.kit.ports import free_port
 
     port = free_port()
     cmd = [sys.executable, __file__, "serve", "--url", url, "--port", str(port),

@@ -18,7 +18,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.kit.ports import free_ports  # noqa: E402
 
 DEVICES = 20
 # per device: 40 float32 input registers (0..79), 30 uint16 holding (0..29), 10 int32 CDAB
@@ -91,16 +92,6 @@ def simulate(ports: list[int]) -> None:
             await server.shutdown()
 
     asyncio.run(main())
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # --- the collector side ------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from collector.runtime import run_service  # noqa: E402
+from tests.kit.ports import free_port, port_open  # noqa: E402
 
 PUBLISHER = r"""
 import subprocess, sys, time
@@ -79,12 +79,6 @@ client.disconnect()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_broker(folder: Path, inflight: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = folder / "mosquitto.conf"
@@ -94,9 +88,8 @@ def start_broker(folder: Path, inflight: int) -> tuple[subprocess.Popen[bytes], 
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, port
+        if port_open(port):
+            return proc, port
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("mosquitto did not start")

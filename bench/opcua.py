@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.kit.ports import free_port  # noqa: E402
 
 # ---- server process -----------------------------------------------------------------------
 
@@ -67,14 +68,6 @@ async def serve(port: int, nodes: int, ticks: int) -> None:
 
 
 # ---- collector side ---------------------------------------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def config_text(port: int, nodes: int, interval: str, data: Path) -> str:
     tags = "\n".join(f"          - {{name: v{i}, node: \"ns=2;s=V{i}\"}}" for i in range(nodes))

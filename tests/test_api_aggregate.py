@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import random
-import uuid
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -14,8 +13,8 @@ import pytest
 
 from collector.ledger import Ledger
 from collector.model import BAD, Reading, format_ts, us_from_datetime
-from tests.conftest import PG_URL, _psql
-from tests.test_api_fixtures import T0, S, api_env, detail, make_env, ms  # noqa: F401
+from tests.kit.api import T0, S, detail, make_env, ms
+from tests.kit.postgres import PG_URL
 
 URL = "/api/v1/readings/aggregate"
 MIN = 60 * S
@@ -62,7 +61,7 @@ def assert_same(got: list[dict[str, object]], want: list[dict[str, object]]) -> 
 
 @pytest.mark.parametrize("bucket,size", [("1m", MIN), ("5m", 5 * MIN), ("1h", 60 * MIN),
                                          ("90s", 90 * S), ("1s", S)])
-async def test_buckets_match_values_computed_here(api_env, bucket: str, size: int) -> None:  # noqa: F811
+async def test_buckets_match_values_computed_here(api_env, bucket: str, size: int) -> None:
     rt, client = api_env
     data = noisy(7, 1500)
     await rt.ledger.write(data)
@@ -73,7 +72,7 @@ async def test_buckets_match_values_computed_here(api_env, bucket: str, size: in
     assert_same(r.json()["items"], expected(data, size, start, end))
 
 
-async def test_several_tags_text_and_bool(api_env) -> None:  # noqa: F811
+async def test_several_tags_text_and_bool(api_env) -> None:
     rt, client = api_env
     current, door = noisy(1, 300), noisy(2, 300, tag="door_open")
     door = [r._replace(value=None if r.value is None else r.value > 50) for r in door]
@@ -113,7 +112,7 @@ def local_days(readings: list[Reading], tz: ZoneInfo) -> list[tuple[str, int, ob
                                             ("Europe/Berlin", "2023-03-24"),
                                             ("America/Chicago", "2023-11-03"),
                                             ("Asia/Kolkata", "2023-10-27")])
-async def test_day_buckets_in_local_time_across_dst(api_env, zone: str, first_day: str) -> None:  # noqa: F811
+async def test_day_buckets_in_local_time_across_dst(api_env, zone: str, first_day: str) -> None:
     rt, client = api_env
     tz = ZoneInfo(zone)
     begin = us_from_datetime(datetime.fromisoformat(first_day).replace(tzinfo=tz))
@@ -129,7 +128,7 @@ async def test_day_buckets_in_local_time_across_dst(api_env, zone: str, first_da
         assert counts in ([138, 144], [144, 150]), counts
 
 
-async def test_hour_buckets_through_the_repeated_hour(api_env) -> None:  # noqa: F811
+async def test_hour_buckets_through_the_repeated_hour(api_env) -> None:
     rt, client = api_env
     tz = ZoneInfo("Europe/Berlin")  # 2023-10-29 03:00 CEST -> 02:00 CET
     begin = us_from_datetime(datetime(2023, 10, 28, 22, 0, tzinfo=UTC))
@@ -143,7 +142,7 @@ async def test_hour_buckets_through_the_repeated_hour(api_env) -> None:  # noqa:
     assert datetime.fromtimestamp(begin / S, tz).hour == 0
 
 
-async def test_half_hour_zone_aligns_hours(api_env) -> None:  # noqa: F811
+async def test_half_hour_zone_aligns_hours(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write([Reading("press07", "motor_current", T0 + i * 60 * S, 1.0)
                            for i in range(240)])
@@ -154,7 +153,7 @@ async def test_half_hour_zone_aligns_hours(api_env) -> None:  # noqa: F811
     assert sum(i["count"] for i in items) == 240
 
 
-async def test_csv_matches_json(api_env) -> None:  # noqa: F811
+async def test_csv_matches_json(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(noisy(3, 500) + noisy(4, 200, tag="door_open"))
     params = {"machine": "press07", "start": ms(T0), "end": ms(T0 + 7200 * S), "bucket": "5m"}
@@ -170,7 +169,7 @@ async def test_csv_matches_json(api_env) -> None:  # noqa: F811
             assert (None if row[key] == "" else float(row[key])) == item[key]
 
 
-async def test_bad_buckets_and_zones(api_env) -> None:  # noqa: F811
+async def test_bad_buckets_and_zones(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(noisy(5, 10))
     base = {"machine": "press07", "start": ms(T0), "end": ms(T0 + 3600 * S)}
@@ -191,10 +190,8 @@ async def test_bad_buckets_and_zones(api_env) -> None:  # noqa: F811
         assert r.status_code == 200, (bucket, r.text)
 
 
-async def test_sqlite_and_postgresql_give_the_same_answers(tmp_path) -> None:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    _psql(f"CREATE SCHEMA {schema}")
-    lite, pg = Ledger(f"sqlite:///{tmp_path}/side.db"), Ledger(PG_URL, schema=schema)
+async def test_sqlite_and_postgresql_give_the_same_answers(tmp_path, pg_schema: str) -> None:
+    lite, pg = Ledger(f"sqlite:///{tmp_path}/side.db"), Ledger(PG_URL, schema=pg_schema)
     try:
         answers = []
         for ledger in (lite, pg):
@@ -221,11 +218,10 @@ async def test_sqlite_and_postgresql_give_the_same_answers(tmp_path) -> None:
     finally:
         await lite.close()
         await pg.close()
-        _psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 
-async def test_edges_of_time_are_answered(api_env) -> None:  # noqa: F811
+async def test_edges_of_time_are_answered(api_env) -> None:
     rt, client = api_env
     last_ms, first_ms = 253_402_300_799_999, -62_135_596_800_000  # 9999-12-31 and 0001-01-01
     await rt.ledger.write([Reading("press07", "motor_current", last_ms * 1000 - 5 * S, 1.0),
@@ -243,7 +239,7 @@ async def test_edges_of_time_are_answered(api_env) -> None:  # noqa: F811
     assert [(i["count"], i["last"]) for i in r.json()["items"]] == [(1, 1.0)]
 
 
-async def test_infinite_values_and_empty_statistics_are_null(api_env) -> None:  # noqa: F811
+async def test_infinite_values_and_empty_statistics_are_null(api_env) -> None:
     """A bucket holding an infinite value, or no number at all, still gives valid JSON: the
     statistics JSON cannot express are null, the others stay numbers."""
     rt, client = api_env

@@ -7,8 +7,8 @@ import httpx
 
 from collector.ledger import Ledger
 from collector.model import BAD, GOOD, UNCERTAIN, Reading
-from tests.conftest import free_port
-from tests.test_api_fixtures import T0, S, api_env, detail, make_env  # noqa: F401
+from tests.kit.api import T0, S, detail, make_env
+from tests.kit.ports import free_port
 
 PROTECTED = [
     "/api/v1/machines", "/api/v1/machines/press07", "/api/v1/machines/press07/latest",
@@ -25,7 +25,7 @@ async def seed(ledger: Ledger) -> None:
                           Reading("lathe1", "spindle", T0, 800.0)])
 
 
-async def test_health_is_open_and_reports_sources(api_env) -> None:  # noqa: F811
+async def test_health_is_open_and_reports_sources(api_env) -> None:
     _, client = api_env
     r = await client.get("/api/v1/health")
     assert r.status_code == 200
@@ -35,7 +35,7 @@ async def test_health_is_open_and_reports_sources(api_env) -> None:  # noqa: F81
         ("press07", "io", "modbus", True)]
 
 
-async def test_machines_list_one_and_unknown(api_env) -> None:  # noqa: F811
+async def test_machines_list_one_and_unknown(api_env) -> None:
     rt, client = api_env
     await seed(rt.ledger)
     items = (await client.get("/api/v1/machines")).json()["items"]
@@ -51,7 +51,7 @@ async def test_machines_list_one_and_unknown(api_env) -> None:  # noqa: F811
     assert (await client.get("/api/v1/machines/press07")).json()["state"] is None
 
 
-async def test_latest_values_of_a_machine(api_env) -> None:  # noqa: F811
+async def test_latest_values_of_a_machine(api_env) -> None:
     rt, client = api_env
     await seed(rt.ledger)
     items = (await client.get("/api/v1/machines/press07/latest")).json()["items"]
@@ -73,7 +73,7 @@ async def test_latest_values_of_a_machine(api_env) -> None:  # noqa: F811
     assert (await client.get("/api/v1/machines/lathe1/latest")).status_code == 200
 
 
-async def test_tags_with_unit_source_and_latest(api_env) -> None:  # noqa: F811
+async def test_tags_with_unit_source_and_latest(api_env) -> None:
     rt, client = api_env
     await seed(rt.ledger)
     items = (await client.get("/api/v1/tags", params={"machine": "press07"})).json()["items"]
@@ -118,7 +118,7 @@ async def test_api_keys_when_configured(ledger: Ledger) -> None:
         assert (await client.get("/openapi.json")).status_code == 200
 
 
-async def test_no_keys_means_open(api_env) -> None:  # noqa: F811
+async def test_no_keys_means_open(api_env) -> None:
     _, client = api_env
     for path in PROTECTED:
         assert (await client.get(path)).status_code == 200, path
@@ -137,7 +137,7 @@ async def test_cors_for_configured_origins(ledger: Ledger) -> None:
         assert "access-control-allow-origin" not in r.headers
 
 
-async def test_request_limits(api_env) -> None:  # noqa: F811
+async def test_request_limits(api_env) -> None:
     _, client = api_env
     r = await client.get("/api/v1/readings", params={"machine": "press07", "tag": "x" * 20_000})
     assert r.status_code == 414 and "query string" in detail(r)
@@ -145,7 +145,7 @@ async def test_request_limits(api_env) -> None:  # noqa: F811
     assert r.status_code == 413
 
 
-async def test_openapi_documents_every_endpoint_with_examples(api_env) -> None:  # noqa: F811
+async def test_openapi_documents_every_endpoint_with_examples(api_env) -> None:
     _, client = api_env
     doc = (await client.get("/openapi.json")).json()
     assert set(doc["paths"]) >= {
@@ -172,7 +172,7 @@ async def test_unreachable_ledger_is_503_not_500(ledger: Ledger) -> None:
     await rt.ledger.close()
 
 
-async def test_latest_values_follow_every_change(api_env, ledger_target) -> None:  # noqa: F811
+async def test_latest_values_follow_every_change(api_env, ledger_target) -> None:
     """A machine of this config is answered from a cache that every commit and every
     retention pass of this process invalidates; a machine of another collector box writing
     to the same ledger is read afresh each time."""

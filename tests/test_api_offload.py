@@ -28,7 +28,7 @@ from api.offload import (
 from collector.config import ConfigError, parse_config
 from collector.ledger import Ledger
 from collector.model import Quality, Reading
-from tests.test_api_fixtures import T0, S, make_env, ms
+from tests.kit.api import T0, S, make_env, ms
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = "/api/v1/readings"

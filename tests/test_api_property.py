@@ -33,8 +33,8 @@ from api.app import create_app
 from api.schemas import AggregateList, Error, ReadingPage
 from collector.ledger import Ledger
 from collector.model import BAD, Reading
-from tests.conftest import free_port
-from tests.test_api_fixtures import T0, S, make_env
+from tests.kit.api import T0, S, make_env
+from tests.kit.ports import free_port
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection]

@@ -10,7 +10,7 @@ import math
 import httpx
 
 from collector.model import BAD, Reading, format_ts, now_us
-from tests.test_api_fixtures import T0, S, api_env, detail, ms  # noqa: F401
+from tests.kit.api import T0, S, detail, ms
 
 URL = "/api/v1/readings"
 
@@ -34,7 +34,7 @@ async def get_all(client: httpx.AsyncClient, params: dict[str, object]) -> list[
     raise AssertionError("paging did not end")
 
 
-async def test_default_range_is_the_last_hour(api_env) -> None:  # noqa: F811
+async def test_default_range_is_the_last_hour(api_env) -> None:
     rt, client = api_env
     now = now_us()
     await rt.ledger.write([Reading("press07", "motor_current", now - 2 * 3600 * S, 1.0),
@@ -47,7 +47,7 @@ async def test_default_range_is_the_last_hour(api_env) -> None:  # noqa: F811
     assert [i["value"] for i in body["items"]] == [2.0]
 
 
-async def test_time_formats_agree(api_env) -> None:  # noqa: F811
+async def test_time_formats_agree(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(100))
     expected = [float(i) for i in range(10, 20)]  # [T0+10s, T0+20s)
@@ -62,7 +62,7 @@ async def test_time_formats_agree(api_env) -> None:  # noqa: F811
         assert [i["value"] for i in body["items"]] == expected, (start, end)
 
 
-async def test_items_several_tags_oldest_first(api_env) -> None:  # noqa: F811
+async def test_items_several_tags_oldest_first(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(3) + [
         Reading("press07", "door_open", T0 + S, True),
@@ -90,7 +90,7 @@ async def test_items_several_tags_oldest_first(api_env) -> None:  # noqa: F811
     assert {type(i["value"]) for i in mixed["items"]} == {float, str, type(None)}
 
 
-async def test_paging_covers_everything_once(api_env) -> None:  # noqa: F811
+async def test_paging_covers_everything_once(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(250) + current(250, start=T0 + S // 2, tag="door_open"))
     params = {"machine": "press07", "start": ms(T0), "end": ms(T0 + 1000 * S), "limit": 37}
@@ -102,7 +102,7 @@ async def test_paging_covers_everything_once(api_env) -> None:  # noqa: F811
     assert first["items"] == items and first["next"] is None
 
 
-async def test_large_pages_equal_small_ones(api_env) -> None:  # noqa: F811
+async def test_large_pages_equal_small_ones(api_env) -> None:
     """Pages made in several chunks (more rows than CHUNK_ROWS), of one series and of several,
     hold the same items as many small pages."""
     rt, client = api_env
@@ -118,7 +118,7 @@ async def test_large_pages_equal_small_ones(api_env) -> None:  # noqa: F811
         assert {i["value"] for i in large if i["tag"] == "door_open"} <= {True, False}
 
 
-async def test_paging_stays_right_while_readings_arrive(api_env) -> None:  # noqa: F811
+async def test_paging_stays_right_while_readings_arrive(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(100, step=2 * S))  # even seconds
     params = {"machine": "press07", "tag": "motor_current", "start": ms(T0),
@@ -143,7 +143,7 @@ async def test_paging_stays_right_while_readings_arrive(api_env) -> None:  # noq
     assert set(ts) == expected
 
 
-async def test_csv_is_the_json_as_text(api_env) -> None:  # noqa: F811
+async def test_csv_is_the_json_as_text(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(50) + [Reading("press07", "door_open", T0 + 3 * S, True),
                                          Reading("press07", "mode", T0 + 4 * S, 'say "hi", ok'),
@@ -176,7 +176,7 @@ async def test_csv_is_the_json_as_text(api_env) -> None:  # noqa: F811
     assert r.text.strip() == "machine,tag,ts,value,quality"
 
 
-async def test_non_finite_floats_are_null(api_env) -> None:  # noqa: F811
+async def test_non_finite_floats_are_null(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write([Reading("press07", "motor_current", T0, math.inf),
                            Reading("press07", "motor_current", T0 + S, -math.inf)])
@@ -186,7 +186,7 @@ async def test_non_finite_floats_are_null(api_env) -> None:  # noqa: F811
     assert r.status_code == 200 and r.json()["items"][0]["value"] is None
 
 
-async def test_bad_parameters_say_what_is_wrong(api_env) -> None:  # noqa: F811
+async def test_bad_parameters_say_what_is_wrong(api_env) -> None:
     rt, client = api_env
     await rt.ledger.write(current(5))
     base = {"machine": "press07", "start": ms(T0), "end": ms(T0 + 60 * S)}
@@ -216,7 +216,7 @@ async def test_bad_parameters_say_what_is_wrong(api_env) -> None:  # noqa: F811
     assert ok.status_code == 200 and len(ok.json()["items"]) == 3
 
 
-async def test_cursor_of_default_range_needs_no_times(api_env) -> None:  # noqa: F811
+async def test_cursor_of_default_range_needs_no_times(api_env) -> None:
     rt, client = api_env
     now = now_us()
     await rt.ledger.write(current(10, start=now - 100 * S))

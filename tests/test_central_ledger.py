@@ -18,7 +18,8 @@ from sqlalchemy import text
 from collector.config import parse_config
 from collector.ledger import Ledger, MachineClaimedError
 from collector.runtime import Runtime
-from tests.conftest import PG_URL, free_port
+from tests.kit.ports import free_port
+from tests.kit.postgres import PG_URL
 
 
 def box_config(tmp_path: Path, box: str, schema: str, machine: str, topic: str, port: int) -> str:

@@ -25,7 +25,7 @@ from collector.demo.behaviour import IDLE, RUNNING, STOPPED, standard_behaviour
 from collector.demo.lathe import PROGRAMS
 from collector.demo.plant import TOPIC_ROOT, Plant
 from collector.demo.press import FIRMWARE, PressModel
-from tests.conftest import free_port  # noqa: F401  (shared by this folder's tests)
+from tests.kit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINES = {"press07": "Press 07", "lathe03": "Lathe 03", "comp01": "Compressor 01"}

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import free_port, need_program
+from tests.kit.ports import free_port
+from tests.kit.programs import need_program
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -217,7 +218,7 @@ def test_healthcheck_probes_a_running_collector(tmp_path: Path) -> None:
 
     config = tmp_path / "collector.yaml"
     config.write_text(f"ledger: {{url: 'sqlite:///{tmp_path}/ledger.db'}}\n"
-                      f"api: {{host: 127.0.0.1, port: {port}}}\nmachines: []\n")
+                      f"api: {{host: 127.0.0.1, port: {port}}}\nmachines: [{{id: m1}}]\n")
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:

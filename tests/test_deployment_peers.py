@@ -22,7 +22,9 @@ import pytest
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo
 from collector.model import Quality, Reading
-from tests.conftest import PG_URL, ThrowawayPostgres, free_port, need_program
+from tests.kit.ports import free_port
+from tests.kit.postgres import PG_URL, ThrowawayPostgres
+from tests.kit.programs import need_program
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NOW_S = int(time.time())

@@ -11,7 +11,7 @@ from collector.ledger import Ledger, PageQuery
 from collector.model import BAD, Reading
 from collector.pipeline import ChangeFilter, Pipeline, TagRule
 from collector.spool import Spool
-from tests.conftest import ThrowawayPostgres
+from tests.kit.postgres import ThrowawayPostgres
 
 T0 = 1_700_000_000_000_000
 S = 1_000_000

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.modbus.tests.peers import Device, sim_device
-from tests.conftest import free_port
+from tests.kit.modbus import Device, sim_device
+from tests.kit.ports import free_port
 
 pytestmark = pytest.mark.slow
 

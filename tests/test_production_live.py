@@ -136,9 +136,9 @@ async def test_restart_late_readings_and_rebuild_equal_one_live_run(ledger_targe
     if url.startswith("sqlite"):
         two = await fresh("two")
     else:  # a clean schema for the second run on PostgreSQL
-        from tests.conftest import _psql
+        from tests.kit.postgres import psql
 
-        _psql(f"DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}")
+        psql(f"DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}")
         two = await fresh("two")
     clock = [T0]
     first = await live(two, batches, clock, upto=900)

@@ -21,7 +21,7 @@ from collector.ledger import PageQuery
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
 from collector.runtime import Runtime
-from tests.conftest import free_port
+from tests.kit.ports import free_port
 from tests.test_api_offload import process_alive
 
 

@@ -23,11 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.modbus.tests.peers import Device, sim_device
 from collector.demo.press import FIRMWARE, PressSimulator
+from tests.kit.modbus import Device, sim_device
+from tests.kit.ports import free_port
+from tests.kit.programs import need_program
 
-from .conftest import need_program
-from .test_demo import LIVE_WITHIN, MACHINES, ROOT, DemoProcess, collector_command, free_port
+from .test_demo import LIVE_WITHIN, MACHINES, ROOT, DemoProcess, collector_command
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]

@@ -1,17 +1,13 @@
-"""Fixtures for the API tests: the real app over a real ledger (SQLite and PostgreSQL, from
-`ledger_target`), reached through httpx, with no device behind it.
-
-Test modules import `api_env` from here; `make_env` builds one with any config.
-"""
+"""The API as its clients meet it: the real app over a real ledger (SQLite or PostgreSQL),
+reached through httpx, with no device behind it. `make_env` builds one with any keys, origins
+or workers; the `api_env` fixture in tests/conftest.py is the plain one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 
 from api.app import create_app
 from collector.config import CollectorConfig, parse_config
@@ -81,14 +77,6 @@ async def make_env(ledger: Ledger, keys: tuple[str, ...] = (), origins: tuple[st
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(rt)),
                                base_url="http://t", timeout=30)
     return rt, client
-
-
-@pytest.fixture
-async def api_env(ledger: Ledger) -> AsyncIterator[tuple[ApiRuntime, httpx.AsyncClient]]:
-    """(runtime, client) without API keys, on each backend."""
-    rt, client = await make_env(ledger)
-    async with client:
-        yield rt, client
 
 
 def ms(ts_us: int) -> int:

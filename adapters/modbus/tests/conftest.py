@@ -1,9 +1,11 @@
-"""Fixtures: real Modbus peers stopped in finalisers, and a sink that keeps readings."""
+"""Fixtures: the kit's Modbus peers stopped in finalisers, adapters run into the kit's sink, and
+the sample case (tests/cases/modbus/sample: what the device behind sample.yaml holds)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,31 +14,21 @@ import yaml
 from adapters.base import AdapterContext
 from adapters.modbus.adapter import ModbusAdapter
 from collector.config import CollectorConfig, parse_config
-from collector.model import Reading, SourceHealth
-from tests.conftest import wait_for  # noqa: F401  (shared by this folder's tests)
+from collector.model import BAD, SourceHealth
+from tests.kit.cases import load_case
+from tests.kit.modbus import Device, PtyPair, SilentDevice, memory_of
+from tests.kit.sinks import Sink
 
-from .golden import SAMPLE
-from .peers import Device, PtyPair, SilentDevice
-
-
-class Sink:
-    """Collects what an adapter hands over, like the pipeline would."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.batches = 0
-
-    async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
-        self.readings.extend(readings)
-        self.batches += 1
-
-    def of(self, tag: str) -> list[Reading]:
-        return [r for r in self.readings if r.tag == tag]
-
-    def latest(self) -> dict[str, Reading]:
-        return {r.tag: r for r in self.readings}
+SAMPLE = Path(__file__).resolve().parents[1] / "sample.yaml"
+SAMPLE_CASE = load_case("modbus/sample")
+EXPECTED = SAMPLE_CASE.values()  # good values by tag
+BAD_TAGS = SAMPLE_CASE.tags(BAD)  # NaN and infinity from the meter, flow's nan_value
+SAMPLE_REQUESTS = SAMPLE_CASE.health["requests_per_scan"]
 
 
+async def load_sample(device: Device, unit: int = 1) -> None:
+    """Write what the device behind sample.yaml holds into `device`."""
+    await device.load(memory_of(SAMPLE_CASE.device), unit=unit)
 
 
 def config_with(sources: list[dict[str, Any]], machine: str = "m1") -> CollectorConfig:

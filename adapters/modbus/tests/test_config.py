@@ -11,7 +11,7 @@ import yaml
 from adapters.modbus.config import ModbusSourceConfig, ModbusTagConfig
 from collector.config import ConfigError, parse_config
 
-from .golden import SAMPLE
+from .conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,9 +8,11 @@ import asyncio
 import pytest
 
 from collector.model import BAD, GOOD
+from tests.kit.modbus import sim_device
+from tests.kit.ports import free_port
+from tests.kit.waiting import wait_for
 
-from .conftest import config_with, wait_for
-from .peers import free_port, sim_device
+from .conftest import config_with
 
 
 def plc(port: int, **extra: object) -> dict:

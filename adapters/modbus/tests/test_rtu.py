@@ -6,10 +6,11 @@ from __future__ import annotations
 from pymodbus import FramerType
 
 from collector.model import BAD, GOOD
+from tests.kit.cases import same
+from tests.kit.modbus import sim_device
+from tests.kit.waiting import wait_for
 
-from .conftest import config_with, sample_source, wait_for
-from .golden import BAD_TAGS, EXPECTED, SAMPLE_REQUESTS, load, same
-from .peers import sim_device
+from .conftest import BAD_TAGS, EXPECTED, SAMPLE_REQUESTS, config_with, load_sample, sample_source
 
 
 def check_golden(latest: dict) -> None:
@@ -21,7 +22,7 @@ def check_golden(latest: dict) -> None:
 
 async def test_every_type_and_order_over_serial(pty_pair, devices, adapters) -> None:
     device = await devices([sim_device(1)], serial=pty_pair.a, framer=FramerType.RTU)
-    await load(device)
+    await load_sample(device)
     source = sample_source(host=None, port=None, serial=pty_pair.b, baudrate=115200,
                            parity="N", stopbits=1, bytesize=8, interval="200ms")
     run = adapters(config_with([source]))
@@ -66,7 +67,7 @@ async def test_conflicting_line_settings_are_reported(pty_pair, adapters) -> Non
 
 async def test_rtu_over_tcp_gateway(devices, adapters) -> None:
     device = await devices([sim_device(1)], framer=FramerType.RTU)
-    await load(device)
+    await load_sample(device)
     run = adapters(config_with([sample_source(port=device.port, framer="rtu",
                                               interval="100ms")]))
     await wait_for(lambda: set(EXPECTED) | BAD_TAGS <= set(run.sink.latest()))

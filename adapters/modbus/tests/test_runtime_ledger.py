@@ -14,10 +14,10 @@ from collector.config import parse_config
 from collector.ledger import PageQuery
 from collector.model import BAD, GOOD
 from collector.runtime import Runtime
+from tests.kit.modbus import sim_device
+from tests.kit.waiting import wait_for
 
-from .conftest import sample_source, wait_for
-from .golden import BAD_TAGS, EXPECTED, SAMPLE, load
-from .peers import sim_device
+from .conftest import BAD_TAGS, EXPECTED, SAMPLE, load_sample, sample_source
 
 
 def runtime_config(tmp_path: Path, source: dict) -> str:
@@ -70,7 +70,7 @@ async def assert_golden(rt: Runtime) -> None:
 
 async def test_sample_over_tcp_into_the_ledger(tmp_path, devices) -> None:
     device = await devices([sim_device(1)])
-    await load(device)
+    await load_sample(device)
     text = runtime_config(tmp_path, sample_source(port=device.port, interval="200ms"))
     async with Runtime(parse_config(text)) as rt:
         await assert_golden(rt)
@@ -81,7 +81,7 @@ async def test_sample_over_tcp_into_the_ledger(tmp_path, devices) -> None:
 
 async def test_sample_over_rtu_into_the_ledger(tmp_path, pty_pair, devices) -> None:
     device = await devices([sim_device(1)], serial=pty_pair.a, framer=FramerType.RTU)
-    await load(device)
+    await load_sample(device)
     source = sample_source(host=None, port=None, serial=pty_pair.b, baudrate=115200,
                            interval="200ms")
     async with Runtime(parse_config(runtime_config(tmp_path, source))) as rt:

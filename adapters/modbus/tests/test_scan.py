@@ -11,8 +11,8 @@ import yaml
 
 from adapters.modbus.scan import add_cli, handler
 from collector.config import parse_config
-
-from .peers import SilentDevice, free_port, sim_device
+from tests.kit.modbus import SilentDevice, sim_device
+from tests.kit.ports import free_port
 
 
 def parse(*argv: str) -> argparse.Namespace:

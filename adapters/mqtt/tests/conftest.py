@@ -1,10 +1,11 @@
-"""Fixtures: the machine's Mosquitto, brokers of our own stopped in finalisers, a sink."""
+"""Fixtures: the machine's Mosquitto, the kit's brokers of our own stopped in finalisers, and
+adapters run into the kit's sink."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,36 +15,12 @@ import yaml
 from adapters.base import AdapterContext
 from adapters.mqtt.adapter import MqttAdapter
 from collector.config import CollectorConfig, parse_config
-from collector.model import Reading, SourceHealth
-from tests.conftest import wait_for  # noqa: F401  (shared by this folder's tests)
+from collector.model import SourceHealth
+from tests.kit.mqtt import SHARED_PORT, Mosquitto, Publisher
+from tests.kit.sinks import Sink
+from tests.kit.waiting import wait_for
 
-from .peers import SHARED_PORT, Mosquitto, Publisher
-
-SAMPLE = Path(__file__).parent.parent / "sample.yaml"
-
-
-class Sink:
-    """Collects what an adapter hands over; `wait=True` puts can be delayed or made to fail."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.durable_delay = 0.0
-        self.waited = 0
-        self.durable = asyncio.Event()  # cleared: puts with wait=True never become durable
-        self.durable.set()
-
-    async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
-        if wait:
-            self.waited += 1
-            if self.durable_delay:
-                await asyncio.sleep(self.durable_delay)
-            await self.durable.wait()
-        self.readings.extend(readings)
-
-    def of(self, tag: str, machine: str | None = None) -> list[Reading]:
-        return [r for r in self.readings if r.tag == tag and (machine is None or r.machine == machine)]
-
-
+SAMPLE = Path(__file__).resolve().parents[1] / "sample.yaml"
 
 
 def source(tags: list[dict[str, Any]], **options: Any) -> dict[str, Any]:

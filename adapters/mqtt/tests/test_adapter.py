@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from collector.model import BAD, GOOD, UNCERTAIN
+from tests.kit.waiting import wait_for
 
-from .conftest import config_with, source, wait_for
+from .conftest import config_with, source
 
 
 async def test_plain_payloads(run_adapter, publisher, prefix):

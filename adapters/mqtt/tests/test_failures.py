@@ -9,10 +9,13 @@ import subprocess
 import pytest
 
 from collector.model import BAD, GOOD
-from tests.conftest import need_program
+from tests.kit.mqtt import Publisher, make_certs
+from tests.kit.ports import free_port
+from tests.kit.programs import need_program
+from tests.kit.sinks import Sink
+from tests.kit.waiting import wait_for
 
-from .conftest import Sink, config_with, source, wait_for
-from .peers import Publisher, make_certs
+from .conftest import config_with, source
 
 
 async def test_garbage_interleaved_with_good_payloads(run_adapter, publisher, prefix):
@@ -138,8 +141,6 @@ def certs(tmp_path_factory):
 
 
 def tls_broker(broker, certs, require_client_cert=False):
-    from .peers import free_port
-
     plain = free_port()
     extra = [f"cafile {certs['ca.crt']}", f"certfile {certs['server.crt']}",
              f"keyfile {certs['server.key']}",
@@ -200,8 +201,6 @@ async def test_tls_untrusted_broker_clear_error(run_adapter, broker, certs, tmp_
 
 
 async def test_broker_unreachable(run_adapter, prefix):
-    from .peers import free_port
-
     cfg = config_with([source([{"name": "v", "topic": f"{prefix}/v"}],
                               broker=f"mqtt://127.0.0.1:{free_port()}")])
     run = await run_adapter(cfg, connected=False)
@@ -215,8 +214,6 @@ async def test_refused_subscription_is_reported_and_the_rest_flows(run_adapter, 
     Mosquitto instead grants and filters silently): health names the refused filter and
     what to check, its tag gets one BAD reading (a visible gap), the other tags flow."""
     from amqtt.broker import Broker
-
-    from .peers import free_port
 
     port = free_port()
     broker = Broker({

@@ -18,8 +18,7 @@ from collector.config import parse_config
 from collector.ledger import PageQuery
 from collector.model import GOOD
 from collector.runtime import Runtime
-
-from .conftest import wait_for
+from tests.kit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 TS0 = 1_700_000_000_000  # epoch ms of message 0

@@ -10,8 +10,8 @@ import time
 import yaml
 
 from adapters.mqtt.watch import add_cli, flatten, looks_like_time
-
-from .peers import Publisher, free_port
+from tests.kit.mqtt import Publisher
+from tests.kit.ports import free_port
 
 
 def parse(*argv: str) -> argparse.Namespace:

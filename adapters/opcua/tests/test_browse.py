@@ -9,8 +9,7 @@ import yaml
 
 from adapters.opcua.browse import add_cli
 from adapters.opcua.config import OpcUaTagConfig
-
-from .conftest import free_port
+from tests.kit.ports import free_port
 
 
 def run_browse(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

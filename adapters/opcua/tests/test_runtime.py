@@ -12,8 +12,9 @@ from collector.config import parse_config
 from collector.ledger import PageQuery
 from collector.model import BAD, GOOD, now_us
 from collector.runtime import Runtime
+from tests.kit.waiting import wait_for
 
-from .conftest import OpcTestServer, until
+from .press07 import press07_server
 
 SAMPLE = Path(__file__).parents[1] / "sample.yaml"
 
@@ -41,11 +42,11 @@ async def test_sample_config_subscribes_into_the_ledger(opc_server, tmp_path: Pa
     config = sample_config(opc_server.url, tmp_path)
     async with Runtime(config) as rt:
         health = rt.health_of("press07", "hmi")
-        await until(lambda: health.connected and health.readings >= 5, what="the source to connect")
+        await wait_for(lambda: health.connected and health.readings >= 5, what="the source to connect")
         for value in (11, 12, 13):
             await opc_server.write("Counter", value, ua.VariantType.Int32)
             await asyncio.sleep(0.2)
-        await until(lambda: health.readings >= 8, what="the three changes")
+        await wait_for(lambda: health.readings >= 8, what="the three changes")
         await rt.pipeline.flush()
         points = await ledger_points(rt, "press07", "strokes")
         assert [p.value for p in points][-3:] == [11, 12, 13]
@@ -62,20 +63,20 @@ def run_value(health) -> bool:
 
 
 async def test_outage_is_a_gap_in_the_ledger(tmp_path: Path) -> None:
-    srv = OpcTestServer()
+    srv = press07_server()
     srv.start()
     try:
         config = sample_config(srv.url, tmp_path, reconnect_delay_max="1s", timeout="2s")
         async with Runtime(config) as rt:
             health = rt.health_of("press07", "hmi")
-            await until(lambda: health.readings >= 6, what="a first value of every tag")
+            await wait_for(lambda: health.readings >= 6, what="a first value of every tag")
             await asyncio.to_thread(srv.stop)
-            await until(lambda: not health.connected, what="the loss")
+            await wait_for(lambda: not health.connected, what="the loss")
             await asyncio.sleep(2)
             await asyncio.to_thread(srv.start)
-            await until(lambda: health.connected, 20, "reconnected")
+            await wait_for(lambda: health.connected, 20, "reconnected")
             await srv.write("Counter", 99, ua.VariantType.Int32)
-            await until(lambda: run_value(health), what="data")
+            await wait_for(lambda: run_value(health), what="data")
             await asyncio.sleep(0.5)
             await rt.pipeline.flush()
             points = await ledger_points(rt, "press07", "temperature")

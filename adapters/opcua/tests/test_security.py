@@ -15,8 +15,11 @@ from adapters.opcua.security import (
     ensure_client_certificate,
     load_certificate_file,
 )
+from tests.kit.opcua import SERVER_URI, make_certificate
+from tests.kit.waiting import wait_for
 
-from .conftest import SERVER_URI, OpcTestServer, Running, make_certificate, source_config, until
+from .conftest import Running, source_config
+from .press07 import press07_server
 
 USERS = {"operator": "s3cret"}
 
@@ -36,7 +39,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureServer]:
     client = ensure_client_certificate(str(base / "client.der"), str(base / "client-key.pem"),
                                        "urn:test:collector")
     shutil.copy(client.cert_path, trusted / "client.der")
-    srv = OpcTestServer(security={"cert": server_cert, "key": server_key, "trusted": trusted, "users": USERS})
+    srv = press07_server(security={"cert": server_cert, "key": server_key, "trusted": trusted, "users": USERS})
     srv.start()
     yield SecureServer(srv.url, client)
     srv.close()
@@ -57,7 +60,7 @@ def secure_source(srv, tmp: Path, **options):
 @pytest.mark.parametrize("mode", ["SignAndEncrypt", "Sign"])
 async def test_secure_session_with_certificate_and_username(secure, tmp_path: Path, mode: str) -> None:
     async with Running(secure_source(secure, tmp_path, security_mode=mode)) as run:
-        await until(lambda: run.sink.of("temperature"), what="a value over the secure channel")
+        await wait_for(lambda: run.sink.of("temperature"), what="a value over the secure channel")
         assert run.sink.last("temperature").value == 20.5
         assert run.health.connected and run.health.last_error is None
     pinned = load_certificate_file(tmp_path / "pinned-server.der")
@@ -66,7 +69,7 @@ async def test_secure_session_with_certificate_and_username(secure, tmp_path: Pa
 
 async def test_wrong_password_is_named(secure, tmp_path: Path) -> None:
     async with Running(secure_source(secure, tmp_path, password="wrong")) as run:
-        await until(lambda: run.health.last_error, what="an error")
+        await wait_for(lambda: run.health.last_error, what="an error")
         assert run.health.last_error == (
             "machine press07, source hmi: the server rejected the login of user 'operator' "
             "(BadUserAccessDenied); check 'username' and 'password'")
@@ -79,7 +82,7 @@ async def test_untrusted_certificate_is_named_with_its_thumbprint(secure, tmp_pa
     cert, key = tmp_path / "new" / "client.der", tmp_path / "new" / "client-key.pem"
     source = secure_source(secure, tmp_path, certificate=str(cert), private_key=str(key))
     async with Running(source) as run:
-        await until(lambda: run.health.last_error, what="an error")
+        await wait_for(lambda: run.health.last_error, what="an error")
         assert run.adapter.cert is not None
         thumb = run.adapter.cert.thumbprint
         assert run.health.last_error == (
@@ -96,7 +99,7 @@ async def test_pinned_server_certificate_mismatch_is_refused(secure, tmp_path: P
     other, _ = make_certificate(tmp_path, "impostor", SERVER_URI, server=True)
     source = secure_source(secure, tmp_path, server_certificate=str(other))
     async with Running(source) as run:
-        await until(lambda: run.health.last_error, what="an error")
+        await wait_for(lambda: run.health.last_error, what="an error")
         assert "the server presents certificate" in run.last_error
         assert f"delete {other} to trust the new one" in run.last_error
 
@@ -104,7 +107,7 @@ async def test_pinned_server_certificate_mismatch_is_refused(secure, tmp_path: P
 async def test_missing_endpoint_lists_what_the_server_offers(secure, tmp_path: Path) -> None:
     source = secure_source(secure, tmp_path, security_policy="Aes256_Sha256_RsaPss")
     async with Running(source) as run:
-        await until(lambda: run.health.last_error, what="an error")
+        await wait_for(lambda: run.health.last_error, what="an error")
         assert "no endpoint with security_policy Aes256_Sha256_RsaPss" in run.last_error
         assert "Basic256Sha256/SignAndEncrypt" in run.last_error
 

@@ -8,8 +8,10 @@ import pytest
 from asyncua import ua
 
 from collector.model import BAD, GOOD, UNCERTAIN, us_from_datetime
+from tests.kit.waiting import wait_for
 
-from .conftest import GUID, STAMP, Running, source_config, until
+from .conftest import Running, source_config
+from .press07 import GUID, STAMP
 
 EXPECTED = {
     "bool": True,
@@ -60,7 +62,7 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
     tags = scalar_tags() + SPECIAL_TAGS
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
         sink = run.sink
-        await until(lambda: all(sink.of(t["name"]) for t in tags), what="a reading of every tag")
+        await wait_for(lambda: all(sink.of(t["name"]) for t in tags), what="a reading of every tag")
         for tag, value in EXPECTED.items():
             reading = sink.last(tag)
             assert reading.quality is GOOD, tag
@@ -90,14 +92,14 @@ async def test_every_scalar_type_and_node_form(opc_server, mode: str) -> None:
 async def test_changes_arrive_with_source_timestamps(opc_server, mode: str) -> None:
     tags = [{"name": "counter", "node": "ns=2;s=Press07.Counter"}]
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
-        await until(lambda: run.sink.of("counter"), what="the first value")
+        await wait_for(lambda: run.sink.of("counter"), what="the first value")
         for value in (101, 102, 103):
             await opc_server.write("Counter", value, ua.VariantType.Int32)
 
             def arrived(v: int = value) -> bool:
                 return run.sink.last("counter").value == v
 
-            await until(arrived, what=f"counter == {value}")
+            await wait_for(arrived, what=f"counter == {value}")
         seen = [r.value for r in run.sink.of("counter")]
         if mode == "subscribe":  # every change is notified once, in order
             assert seen[-3:] == [101, 102, 103]
@@ -108,7 +110,7 @@ async def test_changes_arrive_with_source_timestamps(opc_server, mode: str) -> N
 async def test_array_without_index_is_rejected_with_a_clear_message(opc_server) -> None:
     tags = [{"name": "levels", "node": "ns=2;s=Press07.Array"}, {"name": "ok", "node": "ns=2;i=42"}]
     async with Running(source_config(opc_server.url, tags)) as run:
-        await until(lambda: run.sink.of("levels") and run.sink.of("ok"), what="readings")
+        await wait_for(lambda: run.sink.of("levels") and run.sink.of("ok"), what="readings")
         assert run.sink.last("levels").quality is BAD
         assert run.sink.last("ok").value == 20.5
         message = run.per_tag("tag_errors")["levels"]
@@ -122,7 +124,7 @@ async def test_unknown_node_and_browse_path_are_named(opc_server, mode: str) -> 
             {"name": "lost", "browse_path": "2:Press07/2:Missing"},
             {"name": "ok", "node": "ns=2;i=42"}]
     async with Running(source_config(opc_server.url, tags, mode=mode)) as run:
-        await until(lambda: run.sink.of("ok") and len(run.per_tag("tag_errors")) == 2, what="errors")
+        await wait_for(lambda: run.sink.of("ok") and len(run.per_tag("tag_errors")) == 2, what="errors")
         errors = run.per_tag("tag_errors")
         assert "ns=2;s=Press07.Nope does not exist on the server (BadNodeIdUnknown)" in errors["ghost"]
         assert "2:Press07/2:Missing was not found" in errors["lost"]
