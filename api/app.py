@@ -1,7 +1,7 @@
 """The FastAPI application: the read side of the ledger plus the live health of the runtime.
 
-`create_app(runtime)` takes anything that offers `ledger`, `pipeline`, `health` and `config`
-(the `Runtime` in production, the same in tests), so the API never talks to devices.
+`create_app(runtime)` takes a `RuntimeView` (`api.boundary`): the `Runtime` in production,
+a stand-in with a real ledger in tests, so the API never talks to devices.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import docs, health, machines, metrics, production, readings, status, tags
+from api.boundary import RuntimeView
 from api.hardening import Hardening
 from api.offload import Offload
 from api.params import BadParameter
@@ -29,7 +30,7 @@ MAX_QUERY_BYTES = 16_384
 MAX_BODY_BYTES = 65_536
 
 
-def create_app(runtime: Any) -> FastAPI:
+def create_app(runtime: RuntimeView) -> FastAPI:
     app = FastAPI(
         title="Retrofit data collector",
         docs_url=None, redoc_url=None,  # served from this package by api/docs.py
@@ -40,12 +41,8 @@ def create_app(runtime: Any) -> FastAPI:
         "`Authorization: Bearer <key>`.",
     )
     app.state.runtime = runtime
-    api_config = getattr(runtime.config, "api", None)
-    app.state.offload = Offload(getattr(runtime, "ledger", None),
-                                getattr(api_config, "workers", None))
-    ledger = getattr(runtime, "ledger", None)
-    app.state.production = (ProductionReport(runtime.config, ledger.production)
-                            if ledger is not None and hasattr(runtime.config, "plant") else None)
+    app.state.offload = Offload(runtime.ledger, runtime.config.api.workers)
+    app.state.production = ProductionReport(runtime.config, runtime.ledger.production)
     app.include_router(docs.router)
     for module in (health, machines, tags, readings, production, metrics):
         app.include_router(module.router)
@@ -64,7 +61,7 @@ def create_app(runtime: Any) -> FastAPI:
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    origins = list(getattr(getattr(runtime.config, "api", None), "cors_origins", []) or [])
+    origins = list(runtime.config.api.cors_origins)
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "PATCH"],
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"],

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from api.boundary import LedgerView
 from collector.ledger import BucketStats, Series
 from collector.ledger.aggregates import merge_stats
 from collector.model import datetime_from_us, us_from_datetime
@@ -72,7 +72,7 @@ def _bucket_start(start: int, offset: int, tz: ZoneInfo | None) -> int:
 
 
 async def aggregate_windows(
-    ledger: Any, series: Sequence[Series], start: int, end: int, bucket: int,
+    ledger: LedgerView, series: Sequence[Series], start: int, end: int, bucket: int,
     tz: ZoneInfo | None = None,
 ) -> AsyncIterator[list[BucketStats]]:
     """Yields buckets oldest first (series in the given order within a bucket), a window of

@@ -4,22 +4,29 @@ FastAPI runs plain functions in a thread pool, a hop that costs more than they d
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from fastapi import HTTPException, Request
 
+from api.boundary import RuntimeView
 from api.offload import Offload
 
 CHUNK_ROWS = 2000  # rows formatted between two yields (~2 ms)
 
 
-async def runtime(request: Request) -> Any:
-    return request.app.state.runtime
+def runtime_of(request: Request) -> RuntimeView:
+    """The runtime `create_app` was given."""
+    view: RuntimeView = request.app.state.runtime
+    return view
+
+
+async def runtime(request: Request) -> RuntimeView:
+    return runtime_of(request)
 
 
 async def offloaded(request: Request) -> Offload:
     """The worker processes that build large answers (`api.offload`)."""
-    return request.app.state.offload
+    offload: Offload = request.app.state.offload
+    return offload
 
 
 def _given_key(request: Request) -> str | None:
@@ -45,11 +52,11 @@ def _matches(given: str | None, keys: list[str]) -> bool:
 async def require_key(request: Request) -> None:
     """When `api.api_keys` is set, demand one (or a write key) in `X-API-Key` or
     `Authorization: Bearer`."""
-    api = request.app.state.runtime.config.api
-    keys: list[str] = api.api_keys
+    api = runtime_of(request).config.api
+    keys = api.api_keys
     if not keys:
         return
-    if _matches(_given_key(request), [*keys, *getattr(api, "write_keys", [])]):
+    if _matches(_given_key(request), [*keys, *api.write_keys]):
         return
     raise HTTPException(401, "a valid API key is required (header X-API-Key or Authorization: Bearer)",
                         headers={"WWW-Authenticate": "Bearer"})
@@ -57,7 +64,7 @@ async def require_key(request: Request) -> None:
 
 async def require_write_key(request: Request) -> None:
     """Changing data needs a key listed in `api.write_keys`; read keys cannot write."""
-    write_keys: list[str] = getattr(request.app.state.runtime.config.api, "write_keys", [])
+    write_keys = runtime_of(request).config.api.write_keys
     if not write_keys:
         raise HTTPException(403, "changing data needs a write key, and none is configured: "
                             "add one to api.write_keys in the config")

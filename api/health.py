@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from api.boundary import RuntimeView
 from api.deps import runtime
 
 router = APIRouter(tags=["health"])
@@ -45,16 +46,13 @@ class Health(BaseModel):
 
 
 @router.get("/api/v1/health", response_model=Health, summary="Collector and ledger health")
-async def get_health(rt: Any = Depends(runtime)) -> Health:
+async def get_health(rt: RuntimeView = Depends(runtime)) -> Health:
     sources = [SourceStatus(**h.as_dict()) for h in rt.health]
-    stats = rt.pipeline.stats()
-    ledger = LedgerStatus(ok=bool(stats["ok"]), backlog=int(stats["backlog"]),
-                          queued=int(stats["queued"]), dropped=int(stats["dropped"]),
-                          written=int(stats["written"]), last_error=stats["last_error"])
+    ledger = LedgerStatus.model_validate(rt.pipeline.stats())  # the figures it names
     enabled = {(m.id, s.id) for m in rt.config.machines for s in m.sources if s.enabled}
     healthy = ledger.ok and ledger.dropped == 0 and all(
         s.connected for s in sources if (s.machine, s.source) in enabled)
-    derivation = getattr(rt, "derivation", None)
+    derivation = rt.derivation
     production = derivation.health() if derivation is not None and derivation.rules else None
     if production is not None and production.get("last_error"):
         healthy = False

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
 
 from fastapi import HTTPException
 
+from api.boundary import LedgerView, RuntimeView
 from collector.ledger import Series
 
 SERIES_TTL = 2.0  # seconds a machine's series list is reused; new tags show up after this
 
-_series_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, list[Series]]]] = (
+_series_cache: weakref.WeakKeyDictionary[LedgerView, dict[str, tuple[float, list[Series]]]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -31,13 +31,13 @@ def unknown_machine(machine: str) -> NotFound:
     return NotFound(f"machine {machine!r} not found (GET /api/v1/machines lists them)")
 
 
-async def machine_exists(rt: Any, machine: str) -> bool:
+async def machine_exists(rt: RuntimeView, machine: str) -> bool:
     if any(m.id == machine for m in rt.config.machines):
         return True
     return any(row["id"] == machine for row in await rt.ledger.catalogue.machines())
 
 
-async def machine_series(rt: Any, machine: str) -> list[Series]:
+async def machine_series(rt: RuntimeView, machine: str) -> list[Series]:
     """Every series of a machine; 404 when the machine is neither configured nor stored."""
     if not storable(machine):
         raise unknown_machine(machine)
@@ -47,7 +47,8 @@ async def machine_series(rt: Any, machine: str) -> list[Series]:
     return found
 
 
-async def cached_series(ledger: Any, machine: str | None, fresh: bool = False) -> list[Series]:
+async def cached_series(ledger: LedgerView, machine: str | None,
+                        fresh: bool = False) -> list[Series]:
     """A machine's series (every series for None), reused for SERIES_TTL seconds: the list
     is read by every request and changes only when a tag is added."""
     cache = _series_cache.setdefault(ledger, {})
@@ -63,7 +64,7 @@ async def cached_series(ledger: Any, machine: str | None, fresh: bool = False) -
     return found
 
 
-async def resolve_series(rt: Any, machine: str, tags: Sequence[str]) -> list[Series]:
+async def resolve_series(rt: RuntimeView, machine: str, tags: Sequence[str]) -> list[Series]:
     """The series for `tags` in the order asked (all of the machine's when none is given)."""
     found = await machine_series(rt, machine)
     if not tags:
@@ -81,7 +82,7 @@ async def resolve_series(rt: Any, machine: str, tags: Sequence[str]) -> list[Ser
     return [by_tag[t] for t in tags]
 
 
-def tag_descriptions(rt: Any) -> dict[tuple[str, str], str]:
+def tag_descriptions(rt: RuntimeView) -> dict[tuple[str, str], str]:
     """Descriptions written in the config, by (machine, tag)."""
     out: dict[tuple[str, str], str] = {}
     for m in rt.config.machines:

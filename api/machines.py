@@ -4,38 +4,42 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from api.boundary import LedgerView, RuntimeView
 from api.deps import require_key, runtime
 from api.lookup import machine_series, unknown_machine
 from api.output import QUALITY, value_json
 from api.params import ts_text
 from api.schemas import ERRORS, LatestList, Machine, MachineList
+from collector.ledger import Series
+from collector.ledger.pages import Row
 
 router = APIRouter(prefix="/api/v1/machines", tags=["machines"],
                    dependencies=[Depends(require_key)], responses=ERRORS)
 
 
-def machine_state(rt: Any, machine_id: str) -> str | None:
+def machine_state(rt: RuntimeView, machine_id: str) -> str | None:
     """The state derived from the machine's production rules now (null without rules)."""
-    derivation = getattr(rt, "derivation", None)
+    derivation = rt.derivation
     return derivation.state_now(machine_id) if derivation is not None else None
 
 
-async def _machines(rt: Any) -> list[Machine]:
+async def _machines(rt: RuntimeView) -> list[Machine]:
     rows = await rt.ledger.catalogue.machines()
     configured = {m.id: m for m in rt.config.machines}
     out = []
     for row in rows:
-        cfg = configured.get(row["id"])
+        machine_id = str(row["id"])
+        cfg = configured.get(machine_id)
         out.append(Machine(
-            id=row["id"], name=(cfg.name if cfg else row["name"]) or row["id"],
+            id=machine_id, name=(cfg.name if cfg else row["name"]) or machine_id,
             area=cfg.area if cfg else row["area"], line=cfg.line if cfg else row["line"],
-            state=machine_state(rt, row["id"]), tags=row["tags"]))
+            state=machine_state(rt, machine_id), tags=row["tags"]))
     stored = {row["id"] for row in rows}
     for cfg in rt.config.machines:  # configured but not yet in the ledger
         if cfg.id not in stored:
@@ -47,12 +51,12 @@ async def _machines(rt: Any) -> list[Machine]:
 
 
 @router.get("", response_model=MachineList, summary="Every machine with its tags")
-async def list_machines(rt: Any = Depends(runtime)) -> MachineList:
+async def list_machines(rt: RuntimeView = Depends(runtime)) -> MachineList:
     return MachineList(items=await _machines(rt))
 
 
 @router.get("/{machine_id}", response_model=Machine, summary="One machine")
-async def get_machine(machine_id: str, rt: Any = Depends(runtime)) -> Machine:
+async def get_machine(machine_id: str, rt: RuntimeView = Depends(runtime)) -> Machine:
     for m in await _machines(rt):
         if m.id == machine_id:
             return m
@@ -60,13 +64,13 @@ async def get_machine(machine_id: str, rt: Any = Depends(runtime)) -> Machine:
 
 
 # machine id -> (ledger changes, series list, body) of the last latest-values answer
-_latest_cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, list[Any], bytes]]] = (
+_latest_cache: weakref.WeakKeyDictionary[LedgerView, dict[str, tuple[int, list[Series], bytes]]] = (
     weakref.WeakKeyDictionary())
 
 
 @router.get("/{machine_id}/latest", response_model=LatestList,
             summary="The newest reading of every tag of a machine")
-async def latest(machine_id: str, rt: Any = Depends(runtime)) -> Response:
+async def latest(machine_id: str, rt: RuntimeView = Depends(runtime)) -> Response:
     series = await machine_series(rt, machine_id)
     # Dashboards poll this, often several at once, many times per commit. For a machine of
     # this collector's config only this process writes its readings (the ledger's machine
@@ -77,18 +81,22 @@ async def latest(machine_id: str, rt: Any = Depends(runtime)) -> Response:
     hit = cache.get(machine_id) if owned else None
     if hit is not None and hit[0] == changes and hit[1] is series:
         return Response(hit[2], media_type="application/json")
+    body = latest_body(series, await rt.ledger.latest.rows([x.id for x in series]))
+    if owned:
+        cache[machine_id] = (changes, series, body)
+    return Response(body, media_type="application/json")
+
+
+def latest_body(series: Sequence[Series], rows: list[Row]) -> bytes:
+    """The `LatestList` of `series` from their newest rows (series_id, ts, value, text,
+    quality), by series id. Written as text directly: dashboards poll this endpoint most."""
     by_id = {x.id: x for x in series}
-    rows = sorted(await rt.ledger.latest.rows(list(by_id)))
-    # written as text directly: this is the endpoint dashboards poll most
     items = ",".join([
         f'{_tag_json(by_id[sid].tag)}{ts_text(ts)}",'
         f'"value":{value_json(value, text, by_id[sid].kind)},"quality":"{QUALITY[quality]}",'
         f'"unit":{_unit_json(by_id[sid].unit)}}}'
-        for sid, ts, value, text, quality in rows])
-    body = ('{"items":[' + items + "]}").encode()
-    if owned:
-        cache[machine_id] = (changes, series, body)
-    return Response(body, media_type="application/json")
+        for sid, ts, value, text, quality in sorted(rows)])
+    return ('{"items":[' + items + "]}").encode()
 
 
 @lru_cache(maxsize=65_536)

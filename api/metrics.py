@@ -6,8 +6,7 @@ the hot path) and this collector turns them into metric families when Prometheus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,6 +19,10 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
+from api.boundary import RuntimeView
+from api.deps import runtime_of
+from api.offload import Offload
+
 router = APIRouter(tags=["metrics"])
 
 SOURCE_LABELS = ["machine", "source", "protocol"]
@@ -28,7 +31,7 @@ SOURCE_LABELS = ["machine", "source", "protocol"]
 class RuntimeCollector:
     """Exposes one runtime's sources, pipeline, spool and ledger writer."""
 
-    def __init__(self, runtime: Any, offload: Any = None):
+    def __init__(self, runtime: RuntimeView, offload: Offload | None = None):
         self.runtime = runtime
         self.offload = offload
 
@@ -59,24 +62,25 @@ class RuntimeCollector:
                     bad_payloads.add_metric([*labels, tag], count)
         yield from (connected, reads, errors, readings, restarts, last_ok, scans, bad_payloads)
 
-        p = rt.pipeline
-        yield _gauge("collector_pipeline_queue_readings", "Readings waiting in memory", p.queued)
-        yield _gauge("collector_pipeline_queue_capacity_readings", "Bound of the in-memory queue", p.config.queue_size)
-        yield _counter("collector_pipeline_received_readings", "Readings received from sources", p.received)
-        yield _counter("collector_pipeline_suppressed_readings", "Readings dropped by deadband/heartbeat rules", p.filter.suppressed)
-        yield _counter("collector_pipeline_spilled_readings", "Readings sent to the spool because the queue was full", p.spilled)
-        yield _gauge("collector_spool_backlog_readings", "Readings in the spool waiting for the ledger", p.spool.backlog)
-        yield _counter("collector_spool_spooled_readings", "Readings spooled because a ledger write failed", p.spooled)
-        yield _counter("collector_spool_replayed_readings", "Readings replayed from the spool into the ledger", p.replayed)
-        yield _counter("collector_spool_dropped_readings", "Readings dropped because the spool was full", p.spool.dropped)
-        yield _gauge("collector_ledger_up", "1 when the last ledger write succeeded", 1.0 if p.ledger_ok else 0.0)
-        yield _counter("collector_ledger_rows_written", "Readings written to the ledger", p.written)
-        yield _counter("collector_ledger_write_errors", "Failed ledger writes", p.write_errors)
+        p = rt.pipeline.stats()
+        yield _gauge("collector_pipeline_queue_readings", "Readings waiting in memory", _figure(p, "queued"))
+        yield _gauge("collector_pipeline_queue_capacity_readings", "Bound of the in-memory queue", _figure(p, "queue_size"))
+        yield _counter("collector_pipeline_received_readings", "Readings received from sources", _figure(p, "received"))
+        yield _counter("collector_pipeline_suppressed_readings", "Readings dropped by deadband/heartbeat rules", _figure(p, "suppressed"))
+        yield _counter("collector_pipeline_spilled_readings", "Readings sent to the spool because the queue was full", _figure(p, "spilled"))
+        yield _gauge("collector_spool_backlog_readings", "Readings in the spool waiting for the ledger", _figure(p, "backlog"))
+        yield _counter("collector_spool_spooled_readings", "Readings spooled because a ledger write failed", _figure(p, "spooled"))
+        yield _counter("collector_spool_replayed_readings", "Readings replayed from the spool into the ledger", _figure(p, "replayed"))
+        yield _counter("collector_spool_dropped_readings", "Readings dropped because the spool was full", _figure(p, "dropped"))
+        yield _gauge("collector_ledger_up", "1 when the last ledger write succeeded", _figure(p, "ok"))
+        yield _counter("collector_ledger_rows_written", "Readings written to the ledger", _figure(p, "written"))
+        yield _counter("collector_ledger_write_errors", "Failed ledger writes", _figure(p, "write_errors"))
+        write_seconds = rt.pipeline.write_seconds
         writes = HistogramMetricFamily("collector_ledger_write_seconds", "Time one batch write to the ledger took")
-        writes.add_metric([], p.write_seconds.cumulative(), p.write_seconds.sum)
+        writes.add_metric([], write_seconds.cumulative(), write_seconds.sum)
         yield writes
 
-        derivation = getattr(rt, "derivation", None)
+        derivation = rt.derivation
         if derivation is not None and derivation.rules:  # the production ledger (collector.derive)
             stats = derivation.stats
             yield _gauge("collector_production_up", "1 when derivation is running and committing",
@@ -98,6 +102,14 @@ class RuntimeCollector:
             yield _counter("collector_api_worker_replacements", "Worker processes found dead and replaced", o.replaced)
 
 
+def _figure(stats: Mapping[str, object], name: str) -> float:
+    """A figure of the pipeline's `stats()` (a flag as 1.0 or 0.0)."""
+    value = stats[name]
+    if not isinstance(value, int | float):
+        raise TypeError(f"the pipeline's {name} is {value!r}, not a number")
+    return float(value)
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
@@ -106,7 +118,7 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
 
 
-def registry_for(runtime: Any, offload: Any = None) -> CollectorRegistry:
+def registry_for(runtime: RuntimeView, offload: Offload | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RuntimeCollector(runtime, offload))
     ProcessCollector(registry=registry)  # process memory, CPU, open files
@@ -119,5 +131,5 @@ async def metrics(request: Request) -> Response:
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = request.app.state.metrics_registry = registry_for(
-            request.app.state.runtime, getattr(request.app.state, "offload", None))
+            runtime_of(request), request.app.state.offload)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -30,15 +30,21 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
+
+from api.boundary import LedgerView
+
+if TYPE_CHECKING:
+    from collector.ledger import Ledger
 
 log = logging.getLogger("api")
 
 T = TypeVar("T")
+Args = TypeVarTuple("Args")
 
 # set in each worker process by `_start_worker`
 _loop: asyncio.AbstractEventLoop | None = None
-_ledger: Any = None
+_ledger: Ledger | None = None
 
 
 class WorkerError(Exception):
@@ -82,10 +88,9 @@ def default_workers() -> int:
     return min(cpus, DEFAULT_MOST)
 
 
-def shareable(ledger: Any) -> bool:
-    """Whether `ledger` is one another process can open (a `Ledger`: a file or a server; the
-    status page's tests run the app with none)."""
-    return isinstance(getattr(ledger, "url", None), str) and hasattr(ledger, "schema")
+def shareable(ledger: LedgerView | None) -> bool:
+    """Whether there is a ledger for other processes to open (a file or a server)."""
+    return ledger is not None and isinstance(ledger.url, str)
 
 
 class Offload:
@@ -94,7 +99,7 @@ class Offload:
     in a worker, or in this process when there are none (`workers=0`) or when the worker
     building it died; `answer(rows, build, *args)` picks a worker or this process by size."""
 
-    def __init__(self, ledger: Any, workers: int | None = None):
+    def __init__(self, ledger: LedgerView | None, workers: int | None = None):
         self.ledger = ledger
         wanted = default_workers() if workers is None else workers
         self.workers = wanted if wanted > 0 and shareable(ledger) else 0
@@ -110,6 +115,7 @@ class Offload:
         return self.workers > 0 and not self._closed
 
     def _make_pool(self) -> ProcessPoolExecutor:
+        assert self.ledger is not None  # workers only with a ledger (`shareable`)
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker, initargs=(self.ledger.url, self.ledger.schema))
@@ -132,17 +138,18 @@ class Offload:
         """Whether an answer of up to `rows` rows goes to a worker."""
         return self.enabled and rows >= OFFLOAD_ROWS
 
-    async def answer(self, rows: int, build: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def answer(self, rows: int, build: Callable[[LedgerView, *Args], Awaitable[T]],
+                     *args: *Args) -> T:
         """`build(ledger, *args)` for an answer of up to `rows` rows: in a worker when it is
         large and there are any, else here, `LARGE_AT_ONCE` at a time."""
         if self.sends(rows):
             return await self.run(build, *args)
         async with self._slots:
-            return await build(self.ledger, *args)
+            return await build(self._here(), *args)
 
-    async def run(self, build: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(self, build: Callable[[LedgerView, *Args], Awaitable[T]], *args: *Args) -> T:
         if not self.enabled:
-            return await build(self.ledger, *args)
+            return await build(self._here(), *args)
         if self._pool is None:
             self._pool = self._make_pool()
         pool = self._pool
@@ -153,7 +160,13 @@ class Offload:
         except BrokenProcessPool:
             if self._pool is pool and not self._closed:
                 self._replace(pool)
-            return await build(self.ledger, *args)
+            return await build(self._here(), *args)
+
+    def _here(self) -> LedgerView:
+        """The ledger of this process, for answers built here."""
+        if self.ledger is None:
+            raise RuntimeError("this API has no ledger to answer from")
+        return self.ledger
 
     def _replace(self, pool: ProcessPoolExecutor) -> None:
         """A worker died: start new ones, unless they keep dying (then answers are built
@@ -220,7 +233,7 @@ def _ready() -> int:
 
 
 def _build(build: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-    assert _loop is not None
+    assert _loop is not None and _ledger is not None
     try:
         return _loop.run_until_complete(build(_ledger, *args))
     except Exception as exc:

@@ -1,8 +1,9 @@
-"""Fast JSON and streamed CSV bodies for the large answers (pages of readings, buckets).
+"""Fast JSON and streamed CSV pieces for the large answers (pages of readings, buckets).
 
 Pages of up to 100,000 rows are written straight to JSON text rather than through pydantic
-models (the models still describe them in the OpenAPI document); CSV is produced chunk by
-chunk while the rows come out of the database, so an export never sits whole in memory.
+models (the models describe them in the OpenAPI document, and `tests/test_api_boundary.py`
+holds every answer to its model); CSV is sent chunk by chunk while the rows come out of the
+database, so an export never sits whole in memory.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import orjson
 from fastapi.responses import StreamingResponse
 
 from api.params import ts_text
+from collector.ledger.aggregates import BucketStats
 from collector.ledger.pages import PageColumns
 
 CSV_TYPE = "text/csv; charset=utf-8"
-_FLUSH_ROWS = 2000
 QUALITY = ("good", "uncertain", "bad")
 
 
@@ -123,7 +124,7 @@ def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -
     return pieces
 
 
-def bucket_items(buckets: Sequence[Any], heads: dict[int, bytes]) -> list[bytes]:
+def bucket_items(buckets: Sequence[BucketStats], heads: dict[int, bytes]) -> list[bytes]:
     """The pieces of `{"machine":..,"tag":..,"start":..,"count":..,"min":..,"max":..,
     "avg":..,"last":..}` items of aggregate buckets (`BucketStats`), separated by commas;
     `heads` is each series' b'{"machine":"m","tag":"t","start":"'. Column by column in C
@@ -165,23 +166,8 @@ def csv_text(rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
-async def csv_chunks(header: Sequence[str], rows: AsyncIterator[Iterable[Any]]) -> AsyncIterator[str]:
-    """CSV text in chunks of a few thousand rows, header first."""
-    yield csv_text([header])
-    held: list[Iterable[Any]] = []
-    async for row in rows:
-        held.append(row)
-        if len(held) >= _FLUSH_ROWS:
-            yield csv_text(held)
-            held = []
-    yield csv_text(held)
-
-
-def csv_disposition(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f'inline; filename="{filename}"'}
-
-
-def csv_response(header: Sequence[str], rows: AsyncIterator[Iterable[Any]], filename: str,
+def csv_response(chunks: AsyncIterator[str], filename: str,
                  headers: dict[str, str] | None = None) -> StreamingResponse:
-    all_headers = {**csv_disposition(filename), **(headers or {})}
-    return StreamingResponse(csv_chunks(header, rows), media_type=CSV_TYPE, headers=all_headers)
+    """CSV text sent as `chunks` come, shown inline as `filename`."""
+    return StreamingResponse(chunks, media_type=CSV_TYPE, headers={
+        "Content-Disposition": f'inline; filename="{filename}"', **(headers or {})})

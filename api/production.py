@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
+from api.boundary import RuntimeView
 from api.deps import require_key, require_write_key, runtime
 from api.lookup import machine_exists, storable, unknown_machine
 from api.output import csv_text
@@ -56,13 +57,12 @@ MAX_PRODUCTION_BUCKETS = 10_000
 
 
 def report_of(request: Request) -> ProductionReport:
-    report: ProductionReport | None = request.app.state.production
-    if report is None:
-        raise HTTPException(503, "the production ledger is not available in this process")
+    """The production report `create_app` made over the runtime's ledger."""
+    report: ProductionReport = request.app.state.production
     return report
 
 
-async def _machine(rt: Any, report: ProductionReport, machine: str) -> None:
+async def _machine(rt: RuntimeView, report: ProductionReport, machine: str) -> None:
     """404 for a machine that does not exist or has no production rules."""
     if not storable(machine) or not await machine_exists(rt, machine):
         raise unknown_machine(machine)
@@ -84,7 +84,7 @@ async def states(machine_id: str, request: Request, start: str | None = None,
                  end: str | None = None, codes: str | None = Query(
                      None, description="`umh`: add each state's code in the United "
                      "Manufacturing Hub numbering"),
-                 rt: Any = Depends(runtime)) -> dict[str, Any]:
+                 rt: RuntimeView = Depends(runtime)) -> dict[str, Any]:
     report = report_of(request)
     await _machine(rt, report, machine_id)
     if codes not in (None, "umh"):
@@ -100,7 +100,7 @@ async def states(machine_id: str, request: Request, start: str | None = None,
 async def production(machine_id: str, request: Request, start: str | None = None,
                      end: str | None = None, bucket: str | None = Query(
                          None, description="a duration (1m, 1h), `shift` or `day`"),
-                     rt: Any = Depends(runtime)) -> dict[str, Any]:
+                     rt: RuntimeView = Depends(runtime)) -> dict[str, Any]:
     report = report_of(request)
     await _machine(rt, report, machine_id)
     a, b = resolve_range(start, end)
@@ -120,7 +120,7 @@ async def production(machine_id: str, request: Request, start: str | None = None
 @router.get("/machines/{machine_id}/oee", response_model=Oee,
             summary="OEE (ISO 22400-2) of the machine over a time range")
 async def oee(machine_id: str, request: Request, start: str | None = None,
-              end: str | None = None, rt: Any = Depends(runtime)) -> dict[str, Any]:
+              end: str | None = None, rt: RuntimeView = Depends(runtime)) -> dict[str, Any]:
     report = report_of(request)
     await _machine(rt, report, machine_id)
     a, b = resolve_range(start, end)
@@ -143,7 +143,7 @@ def _downtime(d: Downtime, report: ProductionReport, window: tuple[int, int] | N
 @router.get("/machines/{machine_id}/downtimes", response_model=DowntimeList,
             summary="Downtimes (stops of at least micro_stop in planned time) and micro-stops")
 async def downtimes(machine_id: str, request: Request, start: str | None = None,
-                    end: str | None = None, rt: Any = Depends(runtime)) -> dict[str, Any]:
+                    end: str | None = None, rt: RuntimeView = Depends(runtime)) -> dict[str, Any]:
     report = report_of(request)
     await _machine(rt, report, machine_id)
     a, b = resolve_range(start, end)
@@ -178,7 +178,7 @@ async def set_downtime(downtime_id: str, request: Request,
 async def daily(request: Request, date_: str | None = Query(None, alias="date",
                                                              description="YYYY-MM-DD, local to "
                                                              "plant.timezone; default today"),
-                format: str = "json", lang: str = "en") -> Any:
+                format: str = "json", lang: str = "en") -> dict[str, Any] | Response:
     report = report_of(request)
     if format not in ("json", "csv"):
         raise BadParameter(f"format={format!r}: use json or csv")
@@ -238,7 +238,7 @@ async def line_oee(line: str, request: Request, start: str | None = None,
 @router.get("/connectivity", response_model=ConnectivityReport,
             summary="Equipment networking rate: per machine the share of time with good data")
 async def connectivity(request: Request, start: str | None = None, end: str | None = None,
-                       rt: Any = Depends(runtime)) -> dict[str, Any]:
+                       rt: RuntimeView = Depends(runtime)) -> dict[str, Any]:
     report = report_of(request)
     a, b = resolve_range(start, end)
 

@@ -1,29 +1,29 @@
 """Raw readings and time-bucket aggregates: `/api/v1/readings` and `/api/v1/readings/aggregate`,
-as JSON or streamed CSV."""
+as JSON or streamed CSV.
+
+Each body is written by one function, whether the collector process or a worker builds it
+(`api.offload`): `page_body` and `aggregate_body` (JSON), `reading_lines` and `bucket_lines`
+(CSV rows under `READING_COLUMNS` and `AGGREGATE_COLUMNS`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
+from api.boundary import LedgerView, RuntimeView
 from api.buckets import aggregate_windows
 from api.deps import CHUNK_ROWS, offloaded, require_key, runtime
 from api.lookup import resolve_series
 from api.offload import Offload
-from api.output import (
-    CSV_TYPE,
-    bucket_items,
-    csv_disposition,
-    csv_response,
-    csv_text,
-    reading_items,
-)
+from api.output import CSV_TYPE, bucket_items, csv_response, csv_text, reading_items
 from api.params import (
     LIMIT_DEFAULT,
     LIMIT_MAX,
@@ -38,13 +38,17 @@ from api.params import (
     ts_text,
 )
 from api.schemas import ERRORS, AggregateList, ReadingPage
-from collector.ledger.pages import PageQuery
+from collector.ledger import BucketStats, Series
+from collector.ledger.pages import PageQuery, Point
 
 router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
                    dependencies=[Depends(require_key)], responses=ERRORS)
 
 MAX_JSON_BUCKETS = 1_000_000
 CSV_PART = 20_000  # readings a worker writes out as CSV at a time
+# the CSV columns: the fields of a ReadingItem and of an AggregateItem
+READING_COLUMNS = ("machine", "tag", "ts", "value", "quality")
+AGGREGATE_COLUMNS = ("machine", "tag", "start", "count", "min", "max", "avg", "last")
 _CSV = {"content": {CSV_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
         "description": "with format=csv: a header row, then one row per item"}
 
@@ -60,6 +64,12 @@ def _file(machine: str, kind: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{machine}-{kind}.csv")
 
 
+def _heads(machine: str, names: Mapping[int, str], time_field: str) -> dict[int, bytes]:
+    """Each series' item up to its time: b'{"machine":"m","tag":"t","<time_field>":"'."""
+    return {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
+            f'"{time_field}":"'.encode() for sid, tag in names.items()}
+
+
 @router.get("", response_model=ReadingPage, summary="Raw readings, oldest first, paged",
             responses={200: _CSV})
 async def get_readings(
@@ -70,7 +80,7 @@ async def get_readings(
     limit: int = Query(LIMIT_DEFAULT, ge=1, le=LIMIT_MAX, description="rows per page"),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
     format: Literal["json", "csv"] = FormatQ,
-    rt: Any = Depends(runtime),
+    rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
@@ -78,20 +88,19 @@ async def get_readings(
     series = await resolve_series(rt, machine, tags)
     names = {x.id: x.tag for x in series}
     if format == "csv":
-        return await _readings_csv(rt, offload, machine, tags, series, names, s, e,
+        return await _readings_csv(rt.ledger, offload, machine, tags, series, names, s, e,
                                    limit, after)
-    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
-             '"ts":"'.encode() for sid, tag in names.items()}
+    heads = _heads(machine, names, "ts")
     bools = {x.id for x in series if x.kind == "bool"}
-    body = await offload.answer(limit, page_json, machine, tags, heads, bools, s, e, limit, after)
+    body = await offload.answer(limit, page_body, machine, tags, heads, bools, s, e, limit, after)
     return Response(body, media_type="application/json")
 
 
-async def page_json(ledger: Any, machine: str, tags: list[str], heads: dict[int, bytes],
+async def page_body(ledger: LedgerView, machine: str, tags: list[str], heads: dict[int, bytes],
                     bools: set[int], s: int, e: int, limit: int,
                     after: tuple[int, int] | None) -> bytes:
-    """A page of readings of the series in `heads` as JSON (in a worker process when there
-    are any: `api.offload`)."""
+    """The `ReadingPage` of the series in `heads` (in a worker process when there are any:
+    `api.offload`)."""
     page = await ledger.pages.columns(PageQuery(tuple(heads), s, e, limit + 1, after))
     next_cursor = None
     if len(page) > limit:
@@ -107,19 +116,24 @@ async def page_json(ledger: Any, machine: str, tags: list[str], heads: dict[int,
     return b"".join(parts)
 
 
-async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str],
-                        series: list[Any], names: dict[int, str], s: int, e: int, limit: int,
-                        after: tuple[int, int] | None) -> Response:
+def reading_lines(machine: str, names: Mapping[int, str], points: Sequence[Point]) -> str:
+    """CSV rows of `points`, under `READING_COLUMNS`."""
+    return csv_text([(machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label)
+                     for p in points])
+
+
+async def _readings_csv(ledger: LedgerView, offload: Offload, machine: str, tags: list[str],
+                        series: list[Series], names: dict[int, str], s: int, e: int,
+                        limit: int, after: tuple[int, int] | None) -> Response:
     # the page's last key is found first, so the next cursor can go in a header
-    last = await rt.ledger.pages.end(PageQuery.of(series, s, e, limit, after))
+    last = await ledger.pages.end(PageQuery.of(series, s, e, limit, after))
     headers = {"X-Next-Cursor": encode_cursor(machine, tags, s, e, last)} if last else {}
     stop_end = last[0] + 1 if last else e
-    header = ("machine", "tag", "ts", "value", "quality")
     if offload.sends(limit):
         # written by the workers, CSV_PART rows at a time, each part a keyset page after the
         # one before: the stream never holds more than a part
         async def parts() -> AsyncIterator[str]:
-            yield csv_text([header])
+            yield csv_text([READING_COLUMNS])
             key, sent = after, 0
             while True:
                 n = CSV_PART if last is not None else min(CSV_PART, limit - sent)
@@ -130,35 +144,44 @@ async def _readings_csv(rt: Any, offload: Offload, machine: str, tags: list[str]
                 if passed or count < n or (last is None and sent >= limit):
                     return
 
-        return StreamingResponse(parts(), media_type=CSV_TYPE, headers={
-            **csv_disposition(_file(machine, "readings")), **headers})
+        return csv_response(parts(), _file(machine, "readings"), headers)
 
-    async def rows() -> AsyncIterator[tuple[Any, ...]]:
+    async def chunks() -> AsyncIterator[str]:
+        """Written here as the rows come out of the ledger, CHUNK_ROWS at a time."""
+        yield csv_text([READING_COLUMNS])
+        held: list[Point] = []
         n = 0
-        async for p in rt.ledger.pages.points(PageQuery.of(series, s, stop_end, 2**62, after)):
+        async for p in ledger.pages.points(PageQuery.of(series, s, stop_end, 2**62, after)):
             if last is not None and (p.ts, p.series_id) > last:
-                return
+                break
             if last is None and n >= limit:
-                return
+                break
             n += 1
-            yield (machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label)
+            held.append(p)
+            if len(held) >= CHUNK_ROWS:
+                yield reading_lines(machine, names, held)
+                held = []
+        yield reading_lines(machine, names, held)
 
-    return csv_response(header, rows(), _file(machine, "readings"), headers)
+    return csv_response(chunks(), _file(machine, "readings"), headers)
 
 
-async def csv_part(ledger: Any, machine: str, series: list[Any], names: dict[int, str], s: int,
-                   end: int, after: tuple[int, int] | None, n: int,
+async def csv_part(ledger: LedgerView, machine: str, series: list[Series], names: dict[int, str],
+                   s: int, end: int, after: tuple[int, int] | None, n: int,
                    last: tuple[int, int] | None) -> tuple[str, tuple[int, int] | None, int, bool]:
     """Up to `n` readings after `after` as CSV lines, none past `last` (in a worker process:
     `api.offload`): (text, the key of its last row, rows, whether `last` was passed)."""
-    rows: list[tuple[Any, ...]] = []
-    key = after
+    points: list[Point] = []
     async for p in ledger.pages.points(PageQuery.of(series, s, end, n, after)):
         if last is not None and (p.ts, p.series_id) > last:
-            return csv_text(rows), key, len(rows), True
-        rows.append((machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label))
-        key = (p.ts, p.series_id)
-    return csv_text(rows), key, len(rows), False
+            return reading_lines(machine, names, points), _key(points, after), len(points), True
+        points.append(p)
+    return reading_lines(machine, names, points), _key(points, after), len(points), False
+
+
+def _key(points: Sequence[Point], after: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The page key of the last of `points` (`after` when there are none)."""
+    return (points[-1].ts, points[-1].series_id) if points else after
 
 
 @router.get("/aggregate", response_model=AggregateList, responses={200: _CSV},
@@ -172,7 +195,7 @@ async def get_aggregate(
     tz: str | None = Query(None, description="IANA time zone (Europe/Berlin) that buckets, "
                            "day buckets above all, are aligned to; default UTC"),
     format: Literal["json", "csv"] = FormatQ,
-    rt: Any = Depends(runtime),
+    rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     tags = parse_tags(tag)
@@ -183,7 +206,6 @@ async def get_aggregate(
     series = await resolve_series(rt, machine, tags)
     names = {x.id: x.tag for x in series}
     if format == "csv":
-        header = ("machine", "tag", "start", "count", "min", "max", "avg", "last")
         if zone is None and offload.sends(per_series * len(series)):
             # UTC buckets never straddle two parts cut at bucket boundaries, so the workers
             # can write them a time range at a time (a local day may come in two pieces
@@ -191,7 +213,7 @@ async def get_aggregate(
             step = max(1, CSV_PART // max(1, len(series))) * bucket_us
 
             async def parts() -> AsyncIterator[str]:
-                yield csv_text([header])
+                yield csv_text([AGGREGATE_COLUMNS])
                 lo = s
                 while lo < e:
                     hi = min(max(lo, 0) - max(lo, 0) % bucket_us + step, e)
@@ -201,41 +223,43 @@ async def get_aggregate(
                         yield text
                     lo = hi
 
-            return StreamingResponse(parts(), media_type=CSV_TYPE,
-                                     headers=csv_disposition(_file(machine, "aggregate")))
+            return csv_response(parts(), _file(machine, "aggregate"))
 
-        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        async def chunks() -> AsyncIterator[str]:
+            """Written here as the buckets come out of the ledger, CHUNK_ROWS at a time."""
+            yield csv_text([AGGREGATE_COLUMNS])
             async for window in aggregate_windows(rt.ledger, series, s, e, bucket_us, zone):
-                for b in window:
-                    yield (machine, names[b.series_id], ts_text(b.start), b.count,
-                           b.min, b.max, b.avg, b.last)
+                for i in range(0, len(window), CHUNK_ROWS):
+                    yield bucket_lines(machine, names, window[i:i + CHUNK_ROWS])
 
-        return csv_response(header, rows(), _file(machine, "aggregate"))
+        return csv_response(chunks(), _file(machine, "aggregate"))
     if per_series * len(series) > MAX_JSON_BUCKETS:
         raise BadParameter(
             f"the answer could hold {per_series * len(series)} buckets ({len(series)} tags x "
             f"{per_series}); JSON answers hold at most {MAX_JSON_BUCKETS}: choose fewer tags, "
             "a larger bucket or a shorter range, or use format=csv")
-    heads = {sid: f'{{"machine":{json.dumps(machine)},"tag":{json.dumps(tag)},'
-             '"start":"'.encode() for sid, tag in names.items()}
-    body = await offload.answer(per_series * len(series), aggregate_json, series, s, e,
+    heads = _heads(machine, names, "start")
+    body = await offload.answer(per_series * len(series), aggregate_body, series, s, e,
                                 bucket_us, zone, heads)
     return Response(body, media_type="application/json")
 
 
-async def aggregate_csv(ledger: Any, machine: str, series: list[Any], names: dict[int, str],
-                        s: int, e: int, bucket_us: int) -> str:
+def bucket_lines(machine: str, names: Mapping[int, str], buckets: Sequence[BucketStats]) -> str:
+    """CSV rows of `buckets`, under `AGGREGATE_COLUMNS`."""
+    return csv_text([(machine, names[b.series_id], ts_text(b.start), b.count, b.min, b.max,
+                      b.avg, b.last) for b in buckets])
+
+
+async def aggregate_csv(ledger: LedgerView, machine: str, series: list[Series],
+                        names: dict[int, str], s: int, e: int, bucket_us: int) -> str:
     """The UTC buckets of [s, e) as CSV lines (in a worker process: `api.offload`)."""
-    rows: list[tuple[Any, ...]] = []
-    async for window in aggregate_windows(ledger, series, s, e, bucket_us, None):
-        rows += [(machine, names[b.series_id], ts_text(b.start), b.count, b.min, b.max,
-                  b.avg, b.last) for b in window]
-    return csv_text(rows)
+    return "".join([bucket_lines(machine, names, window) async for window
+                    in aggregate_windows(ledger, series, s, e, bucket_us, None)])
 
 
-async def aggregate_json(ledger: Any, series: list[Any], s: int, e: int, bucket_us: int,
-                         zone: Any, heads: dict[int, bytes]) -> bytes:
-    """The buckets of `series` as JSON (in a worker process when there are any:
+async def aggregate_body(ledger: LedgerView, series: list[Series], s: int, e: int,
+                         bucket_us: int, zone: ZoneInfo | None, heads: dict[int, bytes]) -> bytes:
+    """The `AggregateList` of `series` (in a worker process when there are any:
     `api.offload`)."""
     parts = [b'{"items":[']
     first = True

@@ -12,11 +12,11 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
 
 from api.app import create_app
+from api.boundary import RuntimeView
 from api.hardening import quiet_uvicorn
 from api.offload import Offload
 
@@ -33,12 +33,12 @@ class ApiServer:
     """The API of `runtime` on `runtime.config.api`'s host and port; `port` is the one bound
     (port 0 in the config picks a free one)."""
 
-    def __init__(self, runtime: Any):
+    def __init__(self, runtime: RuntimeView):
         self.runtime = runtime
         self.port: int | None = None
         self.offload: Offload | None = None
         self._server: _Server | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         cfg = self.runtime.config.api

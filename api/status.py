@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
+from api.boundary import RuntimeView
 from api.deps import runtime
 
 router = APIRouter(include_in_schema=False)
@@ -32,19 +32,19 @@ def _page_template(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def _page(name: str, rt: Any) -> HTMLResponse:
+def _page(name: str, rt: RuntimeView) -> HTMLResponse:
     """A page, with this box's name in its title."""
-    box = html.escape(str(getattr(rt.config, "box", "") or "collector"))
+    box = html.escape(rt.config.box or "collector")
     return HTMLResponse(_page_template(name).replace("{{BOX}}", box), headers=NO_CACHE)
 
 
 @router.get("/", response_class=HTMLResponse)
-async def status_page(rt: Any = Depends(runtime)) -> HTMLResponse:
+async def status_page(rt: RuntimeView = Depends(runtime)) -> HTMLResponse:
     return _page("index.html", rt)
 
 
 @router.get("/ledger", response_class=HTMLResponse)
-async def ledger_page(rt: Any = Depends(runtime)) -> HTMLResponse:
+async def ledger_page(rt: RuntimeView = Depends(runtime)) -> HTMLResponse:
     """The daily production ledger of a date (`?date=`, read by the page): shifts, totals,
     downtimes and their reasons; printable."""
     return _page("ledger.html", rt)

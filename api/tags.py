@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from api.boundary import LedgerView, RuntimeView
 from api.deps import offloaded, require_key, runtime
 from api.lookup import cached_series, machine_series, tag_descriptions
 from api.offload import Offload
 from api.output import QUALITY_TAILS, ts_texts, value_texts
 from api.schemas import ERRORS, TagList
 from collector.ledger import Series
+from collector.ledger.pages import Row
 
 router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(require_key)],
                    responses=ERRORS)
@@ -23,7 +25,7 @@ router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(r
 @router.get("", response_model=TagList, summary="Tags (series) with unit, source and newest value")
 async def list_tags(
     machine: str | None = Query(None, description="only this machine's tags; all when omitted"),
-    rt: Any = Depends(runtime),
+    rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
     if machine is not None:
@@ -32,26 +34,32 @@ async def list_tags(
         series = await cached_series(rt.ledger, None)
     bools = {s.id for s in series if s.kind == "bool"}
     latest = await offload.answer(len(series), latest_texts, [s.id for s in series], bools)
-    described = tag_descriptions(rt)
-    # written as text directly: with every tag of a plant this is thousands of items, and
-    # the part that describes a series is the same from one request to the next
+    return Response(tags_body(series, tag_descriptions(rt), latest),
+                    media_type="application/json")
+
+
+def tags_body(series: Sequence[Series], described: Mapping[tuple[str, str], str],
+              latest: Mapping[int, bytes]) -> bytes:
+    """The `TagList` of `series`, with the descriptions by (machine, tag) and each series'
+    newest reading as `latest_texts` wrote it. Written as text directly: with every tag of a
+    plant this is thousands of items, and the part that describes a series is the same from
+    one request to the next."""
     parts = [b'{"items":[']
     for s in series:
         parts += (_head(s, described.get((s.machine, s.tag))), latest.get(s.id, b"null"), b"},")
     if series:
         parts[-1] = b"}"
     parts.append(b"]}")
-    return Response(b"".join(parts), media_type="application/json")
+    return b"".join(parts)
 
 
-async def latest_texts(ledger: Any, ids: list[int], bools: set[int]) -> dict[int, bytes]:
+async def latest_texts(ledger: LedgerView, ids: list[int], bools: set[int]) -> dict[int, bytes]:
     """Each series' newest reading as `{"ts":..,"value":..,"quality":..}` (in a worker
     process when there are any: `api.offload`)."""
     return _latest_texts(await ledger.latest.rows(ids), bools)
 
 
-def _latest_texts(rows: list[tuple[int, int, float | None, str | None, int]],
-                  bools: set[int]) -> dict[int, bytes]:
+def _latest_texts(rows: list[Row], bools: set[int]) -> dict[int, bytes]:
     """`{"ts":..,"value":..,"quality":..}` of each series' newest reading, column by column
     in C code (`api.output.value_texts`)."""
     if not rows:

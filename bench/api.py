@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.ledger import Ledger, MachineInfo, SeriesInfo  # noqa: E402
 from collector.ledger.rollup import LATEST, RECOMPUTE, for_asyncpg, newest  # noqa: E402
-from collector.model import Reading, now_us  # noqa: E402
+from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, SourceHealth, now_us  # noqa: E402
 
 PG = os.environ.get("COLLECTOR_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PG_SCHEMA = "bench_api"
@@ -231,13 +231,16 @@ def serve(args: argparse.Namespace) -> None:
             yield
 
     class Stats:
+        write_seconds = BucketCounts(SECONDS_BUCKETS)
+
         def stats(self) -> dict[str, object]:
             return {"ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 0,
                     "last_error": None}
 
     class Runtime:
         def __init__(self, ledger: Ledger):
-            self.ledger, self.pipeline, self.health = ledger, Stats(), []
+            self.ledger, self.pipeline, self.derivation = ledger, Stats(), None
+            self.health: list[SourceHealth] = []
             # the machines are this collector's own, as in `collector run` (their sources do
             # not matter here: the ingest task below stands in for them)
             workers = "" if args.workers is None else f", workers: {args.workers}"

@@ -14,7 +14,7 @@ from api.app import create_app
 from collector.config import CollectorConfig, parse_config
 from collector.ledger import Ledger, MachineInfo
 from collector.ledger.production import ProductionBatch
-from collector.model import SourceHealth, us_from_datetime
+from collector.model import SECONDS_BUCKETS, BucketCounts, SourceHealth, us_from_datetime
 from collector.runtime import configured_series
 
 MIN = 60_000_000
@@ -65,6 +65,8 @@ WRITE = {"X-API-Key": "writer"}
 
 @dataclass
 class Pipeline:
+    write_seconds = BucketCounts(SECONDS_BUCKETS)
+
     def stats(self) -> dict[str, object]:
         return {"ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 0,
                 "last_error": None}
@@ -76,6 +78,7 @@ class Runtime:
     config: CollectorConfig
     pipeline: Pipeline = field(default_factory=Pipeline)
     health: list[SourceHealth] = field(default_factory=list)
+    derivation: None = None  # nothing derives production data here
 
 
 def at(text: str) -> int:

@@ -489,19 +489,21 @@ def test_card_shows_state_in_colour_and_word_parts_oee_and_state_bar(
     page.screenshot(path=str(ARTIFACTS / "status-page-production.png"), full_page=True)
 
 
-def test_page_and_assets_need_no_key_and_nothing_else_is_served() -> None:
+def test_page_and_assets_need_no_key_and_nothing_else_is_served(tmp_path: Path) -> None:
     # in a thread of its own: Playwright's sync API keeps an event loop busy in this one
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _page_and_assets()).result(60)
+        pool.submit(asyncio.run, _page_and_assets(tmp_path)).result(60)
 
 
-async def _page_and_assets() -> None:
-    from types import SimpleNamespace
-
+async def _page_and_assets(tmp_path: Path) -> None:
     from api.app import create_app
+    from collector.config import parse_config
+    from collector.runtime import Runtime
 
-    config = SimpleNamespace(box="<line2>", api=SimpleNamespace(api_keys=["k"], cors_origins=[]))
-    app = create_app(SimpleNamespace(config=config))
+    config = parse_config(f"ledger: {{url: 'sqlite:///{tmp_path}/ledger.db'}}\n"
+                          "api: {api_keys: [k]}\nmachines: []\n", base_dir=str(tmp_path))
+    # a box name no config accepts, to see it escaped in the page
+    app = create_app(Runtime(config.model_copy(update={"box": "<line2>"})))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://box") as client:
         page = await client.get("/")

@@ -12,7 +12,7 @@ import httpx
 from api.app import create_app
 from collector.config import CollectorConfig, parse_config
 from collector.ledger import Ledger, MachineInfo
-from collector.model import SourceHealth
+from collector.model import SECONDS_BUCKETS, BucketCounts, SourceHealth
 from collector.runtime import configured_series
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z in µs
@@ -45,6 +45,8 @@ api:
 class PipelineStats:
     """What the health endpoint reads from the pipeline: a ledger that is fine."""
 
+    write_seconds = BucketCounts(SECONDS_BUCKETS)
+
     def stats(self) -> dict[str, object]:
         return {"ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 0,
                 "last_error": None}
@@ -56,6 +58,7 @@ class ApiRuntime:
     config: CollectorConfig
     pipeline: PipelineStats = field(default_factory=PipelineStats)
     health: list[SourceHealth] = field(default_factory=list)
+    derivation: None = None  # nothing derives production data here
 
 
 def config_text(keys: tuple[str, ...] = (), origins: tuple[str, ...] = (),
