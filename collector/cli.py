@@ -1,4 +1,5 @@
-"""The `collector` command: run, check, db upgrade, demo, and each adapter's commissioning tool.
+"""The `collector` command: run, check, db upgrade and backup, demo, and each adapter's
+commissioning tool.
 
 Every command answers bad input with a one-line error and a non-zero exit, never a traceback.
 """
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply pending schema migrations")
     _add_config(upgrade)
     upgrade.set_defaults(func=cmd_db_upgrade)
+    backup = db_sub.add_parser(
+        "backup", help="copy a SQLite ledger (and the spool) while the collector runs")
+    _add_config(backup)
+    backup.add_argument("--to", required=True, metavar="PATH",
+                        help="the copy's file, or a folder to put it in (replaced if present)")
+    backup.add_argument("--spool", action="store_true",
+                        help="copy the spool too (beside the ledger's copy: NAME-spool.db)")
+    backup.set_defaults(func=cmd_db_backup)
 
     rebuild = sub.add_parser(
         "rebuild", help="derive a machine's states, counts and downtimes again from its readings")
@@ -151,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from collector.ledger import Ledger
+    from collector.ledger import Ledger, LedgerSchemaMissing
 
     config = _load_or_report(args)
     if config is None:
@@ -169,11 +178,37 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     try:
         revision = asyncio.run(upgrade())
+    except LedgerSchemaMissing as exc:
+        print(f"collector: cannot upgrade the ledger: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         print(f"collector: cannot upgrade the ledger: {type(exc).__name__}: {exc}".splitlines()[0],
               file=sys.stderr)
         return EXIT_ERROR
     print(f"ledger schema at revision {revision}")
+    return EXIT_OK
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    from collector.ledger.backup import BackupError, backup_file, need_file, sqlite_file, targets
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        ledger = sqlite_file(config.ledger.url, config.ledger.db_schema)  # type: ignore[attr-defined]
+        spool = config.spool_path() if args.spool else None  # type: ignore[attr-defined]
+        to_ledger, to_spool = targets(args.to, ledger, spool)
+        if spool is not None:  # both there, or no copy at all
+            need_file(spool, "spool.path")
+        copies = [backup_file(ledger, to_ledger)]
+        if spool is not None and to_spool is not None:
+            copies.append(backup_file(spool, to_spool, "spool.path"))
+    except BackupError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for copy in copies:
+        print(f"{copy.source} -> {copy.target} ({copy.size} bytes)")
     return EXIT_OK
 
 

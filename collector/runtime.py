@@ -22,7 +22,13 @@ from adapters.base import AdapterContext, AdapterSpec, registry
 from collector.config import CollectorConfig, MachineConfig, SourceConfig
 from collector.derive.engine import Derivation
 from collector.derive.rules import compile_rules
-from collector.ledger import Ledger, MachineClaimedError, MachineInfo, SeriesInfo
+from collector.ledger import (
+    Ledger,
+    LedgerSchemaMissing,
+    MachineClaimedError,
+    MachineInfo,
+    SeriesInfo,
+)
 from collector.model import SourceHealth, now_us
 from collector.pipeline import Pipeline, TagRule
 from collector.sources.backoff import Backoff
@@ -122,6 +128,7 @@ class Runtime:
         self._make_api = api
         self.api: Server | None = None
         self._stop = asyncio.Event()
+        self._schema_missing_told = False  # said once: an administrator has to act
 
     @property
     def api_port(self) -> int | None:
@@ -215,9 +222,18 @@ class Runtime:
         except Exception as exc:
             self.ledger.ready = False
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            if first:
+            where = self.ledger.url.split("@")[-1]
+            if isinstance(exc, LedgerSchemaMissing):
+                message = str(exc)
+                self.pipeline.last_error = message
+                if not self._schema_missing_told:  # also when it shows only on a retry
+                    self._schema_missing_told = True
+                    log.error("ledger %s: %s; readings are spooled until the schema exists",
+                              where, message)
+            elif first:
                 log.error("ledger %s not reachable (%s); readings are spooled until it is",
-                          self.ledger.url.split("@")[-1], message)
+                          where, message)
+            if first:
                 self.pipeline.ledger_ok = False
                 self.pipeline.last_error = message
                 self._tasks.append(asyncio.create_task(self._reconnect_ledger(), name="ledger"))

@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from collector.ledger import small_reads
 from collector.ledger.aggregates import Aggregates, BucketStats
 from collector.ledger.catalogue import Catalogue, Series
-from collector.ledger.engine import LedgerURLError, async_url, create_engine, upgrade
+from collector.ledger.engine import (
+    LedgerSchemaMissing,
+    LedgerURLError,
+    async_url,
+    create_engine,
+    upgrade,
+)
 from collector.ledger.latest import Latest
 from collector.ledger.pages import PageQuery, Pages, Point
 from collector.ledger.production import ProductionStore
@@ -26,8 +32,8 @@ from collector.ledger.writer import LedgerWriter, MachineClaimedError, MachineIn
 from collector.model import Reading
 
 __all__ = [
-    "BucketStats", "Ledger", "LedgerURLError", "MachineClaimedError", "MachineInfo", "PageQuery", "Point", "Series",
-    "SeriesInfo", "async_url",
+    "BucketStats", "Ledger", "LedgerSchemaMissing", "LedgerURLError", "MachineClaimedError",
+    "MachineInfo", "PageQuery", "Point", "Series", "SeriesInfo", "async_url",
 ]  # fmt: skip
 
 
@@ -68,7 +74,7 @@ class Ledger:
 
     async def open(self, *, migrate: bool = True) -> None:
         if migrate:
-            await upgrade(self.engine)
+            await upgrade(self.engine, self.schema)
             self.timescale = await use_timescale(self.engine)
         if self.dialect == "sqlite":
             small_reads.attach(self.engine, self.engine.url.database or "", self.read_cache_kib)

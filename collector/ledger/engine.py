@@ -7,15 +7,18 @@ technician writes the plain form; SQLite gets WAL and the pragmas a long-running
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger("collector.ledger")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -34,6 +37,27 @@ SQLITE_PRAGMAS = (
 
 class LedgerURLError(ValueError):
     pass
+
+
+class LedgerSchemaMissing(RuntimeError):
+    """The database answers, but `ledger.schema` does not exist and this role may not create
+    it: waiting helps only once an administrator has created it."""
+
+    def __init__(self, schema: str, role: str):
+        self.schema = schema
+        self.role = role
+        self.statement = f"CREATE SCHEMA {_ident(schema)} AUTHORIZATION {_ident(role)};"
+        super().__init__(
+            f"the database is reachable, but schema {schema!r} does not exist and role {role!r} "
+            f"may not create it: an administrator runs `{self.statement}`")
+
+
+def _ident(name: str) -> str:
+    """`name` as PostgreSQL reads it: plain when it is a plain lower-case word, else quoted."""
+    if name.isascii() and name.replace("_", "a").isalnum() and name == name.lower() \
+            and not name[:1].isdigit():
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def async_url(url: str) -> str:
@@ -107,8 +131,28 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def upgrade(engine: AsyncEngine) -> None:
-    """Apply every pending migration (what `collector db upgrade` and start-up do)."""
+async def ensure_schema(engine: AsyncEngine, schema: str) -> bool:
+    """Create the PostgreSQL schema `schema` when it is missing and the role may (True when it
+    was created); `LedgerSchemaMissing` when the role may not."""
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
+                                   {"s": schema})
+        if found.first() is not None:
+            return False
+        role, may = (await conn.execute(text(
+            "SELECT current_user, has_database_privilege(current_database(), 'CREATE')"))).one()
+        if not may:
+            raise LedgerSchemaMissing(schema, role)
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema.replace(chr(34), chr(34) * 2)}"'))
+        await conn.commit()
+    return True
+
+
+async def upgrade(engine: AsyncEngine, schema: str | None = None) -> None:
+    """Apply every pending migration (what `collector db upgrade` and start-up do); on
+    PostgreSQL, `schema` (ledger.schema) is created first when it is missing and the role may."""
+    if schema and engine.dialect.name == "postgresql" and await ensure_schema(engine, schema):
+        log.info("ledger schema %r created", schema)
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
