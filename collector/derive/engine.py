@@ -19,8 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import text
-
 from collector.derive.machine import OFFLINE, MachineDerivation, Output
 from collector.derive.rules import MachineRules
 from collector.ledger.production import FOREVER, MINUTE, ProductionBatch, ProductionStore
@@ -33,7 +31,10 @@ TICK = 1.0  # seconds between commits
 FUTURE_US = 60_000_000  # a reading this far ahead of the box's clock is not taken in
 LATE_US = 24 * 3600 * 1_000_000  # older than this behind its machine: left to `rebuild`
 REDERIVE_EVERY = 5.0  # seconds: a machine derives again at most this often
-CHUNK = 50_000  # readings read from the ledger at a time
+CHUNK = 20_000  # readings read from the ledger at a time (about)
+WINDOW_US = 3600 * 1_000_000  # the first time window read; then sized to CHUNK readings
+DAY_US = 24 * 3600 * 1_000_000
+SEEN_US = 10 * 60 * 1_000_000  # readings this close to the end may also sit in a live buffer
 
 Item = tuple[int, str, Value, int]  # ts, tag, value, quality
 
@@ -356,35 +357,35 @@ class Derivation:
 
     async def _replay(self, md: MachineDerivation, after: int, until: int,
                       out: Output) -> set[tuple[str, int]]:
-        """Step `md` through the stored readings of its tags in (after, until]; returns the
-        (tag, ts) of every reading taken in."""
+        """Step `md` through the stored readings of its tags in (after, until], a time
+        window at a time (sized to about `CHUNK` readings, so no query sorts more); returns
+        the (tag, ts) of the readings of the last minutes taken in (what a live buffer may
+        hold again)."""
         series = await self._series(md.machine)
         seen: set[tuple[str, int]] = set()
         if not series or until <= after:
             return seen
         ids = ", ".join(str(int(sid)) for sid in series)
-        cursor = after
-        while True:
-            async with self.ledger.engine.connect() as conn:
-                rows = (await conn.execute(text(
-                    f"SELECT series_id, ts, value, text, quality FROM readings WHERE series_id "
-                    f"IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id LIMIT {CHUNK}"),
-                    {"a": cursor, "b": until})).all()
-            if not rows:
-                break
-            full = len(rows) == CHUNK
-            if full and rows[0][1] != rows[-1][1]:
-                last = rows[-1][1]
-                rows = [r for r in rows if r[1] != last]  # the last instant whole, next time
+        recent = until - SEEN_US
+        cursor, window = after, WINDOW_US
+        while cursor < until:
+            upper = min(until, cursor + window)
+            rows = await self.store.fetch(
+                f"SELECT series_id, ts, value, text, quality FROM readings WHERE series_id "
+                f"IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id",
+                {"a": cursor, "b": upper}, CHUNK)
             items: list[Item] = []
+            append = items.append
             for sid, ts, value, text_value, quality in rows:
                 tag, kind = series[sid]
-                items.append((int(ts), tag, from_row(kind, value, text_value), int(quality)))
-                seen.add((tag, int(ts)))
-            self._take(md, items, self.clock(), out)
-            cursor = rows[-1][1]
-            if not full:
-                break
+                append((ts, tag, from_row(kind, value, text_value), quality))
+                if ts > recent:
+                    seen.add((tag, ts))
+            if items:
+                self._take(md, items, self.clock(), out)
+            cursor = upper
+            # the next window holds about CHUNK readings at this window's rate
+            window = max(1_000_000, min(DAY_US, window * CHUNK // max(len(rows), CHUNK // 8)))
             await asyncio.sleep(0)
         md.upto = max(md.upto, until)
         return seen

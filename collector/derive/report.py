@@ -8,6 +8,7 @@ way derivation would (`machine.project`), so a machine whose data stopped shows 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -212,21 +213,18 @@ class ProductionReport:
 
     # downtimes ---------------------------------------------------------------------------------
     async def _stop_timeline(self, machine: str, start: int, stop: int) -> list[Interval]:
-        """The timeline around [start, stop), reaching back as far as a stop that is under
-        way at `start` began (up to about a month), so a downtime keeps its start and id.
+        """The timeline around [start, stop), from where a stop under way at `start` began to
+        where one under way at `stop` ends, so a downtime keeps its start, id and length.
         Time before the machine was first observed is left out: no stop begins there."""
         now = self.clock()
         first = await self._first_observed(machine)
         if first is None:
             return []
-        lo, hi = max(start - LOOKBACK, first), min(now, stop + LOOKBACK)
-        timeline = await self.timeline(machine, lo, hi)
-        for _ in range(3):
-            if not timeline or timeline[0][2] == "running" or lo <= first:
-                break
-            lo = max(first, lo - 7 * LOOKBACK)  # the stop reaches back past lo: look further
-            timeline = await self.timeline(machine, lo, hi)
-        return timeline
+        before = await self.store.last_running_end(machine, start)
+        lo = max(first, min(start, before if before is not None else first))
+        after = await self.store.next_running_start(machine, stop)
+        hi = min(now, max(stop, after if after is not None else now))
+        return await self.timeline(machine, lo, hi)
 
     async def _first_observed(self, machine: str) -> int | None:
         """When derivation first saw this machine (its first stored interval, else its open
@@ -603,8 +601,15 @@ def _length(intervals: Sequence[tuple[int, int]]) -> int:
 
 
 def _states_in(timeline: Sequence[Interval], start: int, stop: int) -> list[str]:
+    """The states of `timeline` (sorted, without gaps) within [start, stop), in order."""
     out: list[str] = []
-    for a, b, state in timeline:
-        if b > start and a < stop and state not in out:
-            out.append(state)
+    i = bisect_right(timeline, start, key=_end) if timeline else 0
+    while i < len(timeline) and timeline[i][0] < stop:
+        if timeline[i][2] not in out:
+            out.append(timeline[i][2])
+        i += 1
     return out
+
+
+def _end(interval: Interval) -> int:
+    return interval[1]

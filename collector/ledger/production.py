@@ -159,14 +159,31 @@ class ProductionStore:
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def checkpoints(self, machines: Sequence[str] | None = None) -> dict[str, Checkpoint]:
-        rows = await self.fetch("SELECT machine_id, upto, state, since, data, updated_at "
-                                "FROM production_checkpoints", {}, 10_000)
-        wanted = set(machines) if machines is not None else None
-        out = {}
-        for m, upto, state, since, data, at in rows:
-            if wanted is None or m in wanted:
-                out[m] = Checkpoint(m, int(upto), state, since, json.loads(data), int(at))
-        return out
+        sql = "SELECT machine_id, upto, state, since, data, updated_at FROM production_checkpoints"
+        params: dict[str, Any] = {}
+        if machines is not None:
+            if not machines:
+                return {}
+            for i, machine in enumerate(machines):
+                params[f"m{i}"] = machine
+            sql += f" WHERE machine_id IN ({', '.join(':' + k for k in params)})"
+        rows = await self.fetch(sql, params, 10_000)
+        return {m: Checkpoint(m, int(upto), state, since, json.loads(data), int(at))
+                for m, upto, state, since, data, at in rows}
+
+    async def last_running_end(self, machine: str, before: int) -> int | None:
+        """The end of the machine's last running interval that started before `before`."""
+        rows = await self.fetch(
+            "SELECT end_ts FROM state_intervals WHERE machine_id = :m AND start_ts < :t "
+            "AND state = 'running' ORDER BY start_ts DESC LIMIT 1", {"m": machine, "t": before}, 1)
+        return int(rows[0][0]) if rows else None
+
+    async def next_running_start(self, machine: str, after: int) -> int | None:
+        """The start of the machine's first running interval at or after `after`."""
+        rows = await self.fetch(
+            "SELECT start_ts FROM state_intervals WHERE machine_id = :m AND start_ts >= :t "
+            "AND state = 'running' ORDER BY start_ts LIMIT 1", {"m": machine, "t": after}, 1)
+        return int(rows[0][0]) if rows else None
 
     async def sums(self, machine: str, start: int, end: int) -> Sums:
         """Parts and energy in [start, end): whole minutes from the minute sums, the rest
