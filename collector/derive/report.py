@@ -256,14 +256,13 @@ class ProductionReport:
             return []
         planned = self.calendar.planned(timeline[0][0], timeline[-1][1])
         out = []
-        for a, b in _stops(timeline):
-            for pa, pb in _intersect([(a, b)], planned):
-                if pb <= start or pa >= stop:
-                    continue
-                if pb - pa >= rules.micro_stop:
-                    out.append((pa, pb, "downtime"))
-                else:
-                    out.append((pa, pb, "short" if pb >= now else "micro"))
+        for pa, pb in _intersect(_stops(timeline), planned):  # both sorted: one merge
+            if pb <= start or pa >= stop:
+                continue
+            if pb - pa >= rules.micro_stop:
+                out.append((pa, pb, "downtime"))
+            else:
+                out.append((pa, pb, "short" if pb >= now else "micro"))
         return out
 
     async def downtimes(self, machine: str, start: int, end: int,
@@ -316,8 +315,11 @@ class ProductionReport:
 
     # figures -----------------------------------------------------------------------------------
     async def figures(self, machine: str, start: int, end: int,
-                      sums: Sums | None = None) -> Figures:
-        """Everything OEE and the daily ledger need for one machine and window."""
+                      sums: Sums | None = None, around: list[Interval] | None = None,
+                      ) -> Figures:
+        """Everything OEE and the daily ledger need for one machine and window; `around` is
+        the machine's stop timeline (`_stop_timeline`) of a span holding the window, when
+        the caller has it already (the shifts of one day)."""
         rules = self.rules.get(machine)
         stop = max(start, min(end, self.clock()))
         fig = Figures(start, stop)
@@ -331,13 +333,15 @@ class ProductionReport:
         planned = self.calendar.planned(start, stop)
         planned_down = 0
         if rules.has_states:
-            inside = await self.timeline(machine, start, stop)  # never observed: offline
+            if around is None:
+                around = await self._stop_timeline(machine, start, stop)
+            inside = fill(around, start, stop)  # never observed: offline
             assert fig.seconds is not None
             for a, b, state in inside:
                 fig.seconds[state] += (b - a) / SECOND
             running = [(a, b) for a, b, state in inside if state == "running"]
             fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
-            micro, downs = await self.downtimes(machine, start, stop)
+            micro, downs = await self.downtimes(machine, start, stop, around)
             for d in downs:
                 reason = self.reasons.get(d.reason or "")
                 if reason is not None and reason.planned:
@@ -469,8 +473,14 @@ class ProductionReport:
         machines = list(self.rules)
         by_edges = await self.store.sums_by_edges(machines, edges) if len(edges) > 1 else {}
         index = {edge: i for i, edge in enumerate(edges)}
+        day_start = min((sp.start for sp in spans), default=0)
+        day_stop = min(max((sp.end for sp in spans), default=0), now)
         for machine in machines:
             whole: Figures | None = None
+            around = None
+            rules = self.rules[machine]
+            if rules.has_states and day_stop > day_start:
+                around = await self._stop_timeline(machine, day_start, day_stop)
             for span in spans:
                 end = min(span.end, now)
                 sums = None
@@ -478,7 +488,7 @@ class ProductionReport:
                     sums = Sums()
                     for i in range(index[span.start], index[end]):
                         sums.add(by_edges.get((machine, i), Sums()))
-                fig = await self.figures(machine, span.start, span.end, sums)
+                fig = await self.figures(machine, span.start, span.end, sums, around)
                 rows.append(self._row(day, machine, span.name, span.start, span.end, fig))
                 if whole is None:
                     whole = Figures(span.start, span.end, ideal_cycle_s=fig.ideal_cycle_s,
