@@ -278,9 +278,14 @@ class ProductionReport:
             timeline = await self._stop_timeline(machine, start, stop)
         stops = await self._stops(machine, start, end, timeline)
         micro = sum(1 for a, _, kind in stops if kind == "micro" and a >= start)
+        return micro, await self._downtimes_of(machine, stops, timeline)
+
+    async def _downtimes_of(self, machine: str, stops: list[tuple[int, int, str]],
+                            timeline: list[Interval]) -> list[Downtime]:
+        """The stops that are downtimes, with their reasons and states."""
         downs = [(a, b) for a, b, kind in stops if kind == "downtime"]
         if not downs:
-            return micro, []
+            return []
         notes = await self.store.notes(machine, downs[0][0], downs[-1][0] + 1)
         now = self.clock()
         out = []
@@ -288,7 +293,7 @@ class ProductionReport:
             reason, comment = notes.get(a, (None, None))
             out.append(Downtime(machine, a, b, _states_in(timeline, a, b), reason, comment,
                                 ongoing=b >= now))
-        return micro, out
+        return out
 
     async def set_reason(self, downtime: str, reason: str | None, comment: str | None,
                          keep: tuple[str, ...] = ()) -> Downtime:
@@ -316,6 +321,7 @@ class ProductionReport:
     # figures -----------------------------------------------------------------------------------
     async def figures(self, machine: str, start: int, end: int,
                       sums: Sums | None = None, around: list[Interval] | None = None,
+                      day: tuple[list[tuple[int, int, str]], list[Downtime]] | None = None,
                       ) -> Figures:
         """Everything OEE and the daily ledger need for one machine and window; `around` is
         the machine's stop timeline (`_stop_timeline`) of a span holding the window, when
@@ -341,7 +347,11 @@ class ProductionReport:
                 fig.seconds[state] += (b - a) / SECOND
             running = [(a, b) for a, b, state in inside if state == "running"]
             fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
-            micro, downs = await self.downtimes(machine, start, stop, around)
+            if day is None:
+                micro, downs = await self.downtimes(machine, start, stop, around)
+            else:  # the day's stops and downtimes, worked out once for all its shifts
+                micro = sum(1 for a, _, kind in day[0] if kind == "micro" and start <= a < stop)
+                downs = [d for d in day[1] if d.end > start and d.start < stop]
             for d in downs:
                 reason = self.reasons.get(d.reason or "")
                 if reason is not None and reason.planned:
@@ -478,9 +488,12 @@ class ProductionReport:
         for machine in machines:
             whole: Figures | None = None
             around = None
+            day_stops = None
             rules = self.rules[machine]
             if rules.has_states and day_stop > day_start:
                 around = await self._stop_timeline(machine, day_start, day_stop)
+                stops = await self._stops(machine, day_start, day_stop, around)
+                day_stops = (stops, await self._downtimes_of(machine, stops, around))
             for span in spans:
                 end = min(span.end, now)
                 sums = None
@@ -488,7 +501,7 @@ class ProductionReport:
                     sums = Sums()
                     for i in range(index[span.start], index[end]):
                         sums.add(by_edges.get((machine, i), Sums()))
-                fig = await self.figures(machine, span.start, span.end, sums, around)
+                fig = await self.figures(machine, span.start, span.end, sums, around, day_stops)
                 rows.append(self._row(day, machine, span.name, span.start, span.end, fig))
                 if whole is None:
                     whole = Figures(span.start, span.end, ideal_cycle_s=fig.ideal_cycle_s,
