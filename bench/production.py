@@ -786,6 +786,8 @@ def main() -> int:
     if args.command == "serve":
         serve(args)
         return 0
+    # a SIGTERM ends the run like an error does: throw-away schemas and files are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.machines, args.days, args.derive_seconds, args.runs = 10, 2, 60, 5
     load = os.getloadavg()
