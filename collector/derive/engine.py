@@ -74,6 +74,7 @@ class Derivation:
         self._last_rederive: dict[str, float] = {}
         self.ready = False
         self._pending = ProductionBatch()
+        self._touched: dict[str, MachineDerivation] = {}  # checkpoints due at the next commit
         self._task: asyncio.Task[None] | None = None
         self.stats: Counter[str] = Counter()
         self.last_error: str | None = None
@@ -102,8 +103,12 @@ class Derivation:
                 await self._task
             self._task = None
         if self.ready:
-            with contextlib.suppress(Exception):
+            try:
                 await self.cycle(final=True)
+            except Exception as exc:  # the next start derives it again from the ledger
+                log.warning("production derivation: the last readings were not committed at "
+                            "shutdown (%s: %s); the next start takes them in from the ledger",
+                            type(exc).__name__, str(exc).splitlines()[0][:200])
 
     async def _run(self) -> None:
         while True:
@@ -217,18 +222,24 @@ class Derivation:
         self._checkpoint(md)
 
     def _checkpoint(self, md: MachineDerivation) -> None:
-        pending = self._pending
-        pending.checkpoints = [c for c in pending.checkpoints if c[0] != md.machine]
-        pending.checkpoints.append((md.machine, md.upto, md.state, md.since if md.state is not None else None,
-                                    md.checkpoint()))
+        self._touched[md.machine] = md
+
+    @staticmethod
+    def _checkpoint_row(md: MachineDerivation) -> tuple[str, int, str | None, int | None,
+                                                         dict[str, Any]]:
+        return (md.machine, md.upto, md.state, md.since if md.state is not None else None,
+                md.checkpoint())
 
     async def _commit(self) -> None:
         batch = self._pending
+        # each machine's checkpoint as it stands now, with everything it produced so far
+        batch.checkpoints = [self._checkpoint_row(md) for md in self._touched.values()]
         if not batch:
             return
         started = time.perf_counter()
         await self.store.commit(batch)  # on failure the batch waits for the next tick
         self._pending = ProductionBatch()
+        self._touched.clear()
         self.stats["commits"] += 1
         self.stats["commit_us"] += int((time.perf_counter() - started) * 1e6)
 
@@ -284,9 +295,7 @@ class Derivation:
             batch.rewind[machine] = (rewind_states, at, until)
         else:
             batch.rewind[machine] = (rewind_states, at, FOREVER)
-            batch.checkpoints.append((machine, md.upto, md.state,
-                                      md.since if md.state is not None else None,
-                                      md.checkpoint()))
+            batch.checkpoints.append(self._checkpoint_row(md))
         await self.store.commit(batch)
         return md, seen
 

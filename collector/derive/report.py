@@ -583,10 +583,6 @@ def _append(out: list[Interval], a: int, b: int, state: str) -> None:
         out.append((a, b, state))
 
 
-def clip(timeline: Sequence[Interval], start: int, stop: int) -> list[Interval]:
-    return [(max(a, start), min(b, stop), s) for a, b, s in timeline if b > start and a < stop]
-
-
 def _stops(timeline: Sequence[Interval]) -> list[tuple[int, int]]:
     """Maximal periods that are not running."""
     out: list[tuple[int, int]] = []
@@ -598,10 +594,6 @@ def _stops(timeline: Sequence[Interval]) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
-
-
-def _micro_spans(timeline: Sequence[Interval], starts: set[int]) -> list[tuple[int, int]]:
-    return [(a, b) for a, b in _stops(timeline) if a in starts]
 
 
 def _intersect(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
