@@ -242,14 +242,7 @@ async def connectivity(request: Request, start: str | None = None, end: str | No
     report = report_of(request)
     a, b = resolve_range(start, end)
 
-    async def minutes(machine: str, lo: int, hi: int) -> int:
-        rows = await report.store.fetch(
-            "SELECT count(DISTINCT r.minute) FROM readings_1m r JOIN series s "
-            "ON s.id = r.series_id WHERE s.machine_id = :m AND r.minute >= :a "
-            "AND r.minute < :b AND r.nv > 0", {"m": machine, "a": lo, "b": hi}, 1)
-        return int(rows[0][0] or 0)
-
-    out = await report.connectivity(a, b, minutes)
+    out = await report.connectivity(a, b, rt.ledger.aggregates.minutes_with_values)
     return _times(out, "start", "end")
 
 

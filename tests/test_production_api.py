@@ -14,7 +14,7 @@ from api.app import create_app
 from collector.config import CollectorConfig, parse_config
 from collector.ledger import Ledger, MachineInfo
 from collector.ledger.production import ProductionBatch
-from collector.model import SECONDS_BUCKETS, BucketCounts, SourceHealth, us_from_datetime
+from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, SourceHealth, us_from_datetime
 from collector.runtime import configured_series
 
 MIN = 60_000_000
@@ -190,6 +190,12 @@ async def test_networking_rate(ledger) -> None:
         shares = {m["machine"]: m["share"] for m in got["machines"]}
         assert shares == {"press07": 1.0, "fan01": 0.0}  # fan01 has no readings at all
         assert got["rate"] == 0.5 and got["threshold"] == 0.95
+        # fan01 has no state rules: the minutes with readings count, 48 of the window's 480
+        start = at("2026-11-23T00:00:00+00:00")
+        await ledger.write([Reading("fan01", "speed", start + i * 10 * MIN + 1, 1.0)
+                            for i in range(48)])
+        got = (await client.get("/api/v1/connectivity", params=WINDOW, headers=READ)).json()
+        assert {m["machine"]: m["share"] for m in got["machines"]}["fan01"] == 0.1
 
 
 async def test_bad_requests_name_what_to_change(ledger) -> None:

@@ -53,6 +53,16 @@ class Aggregates:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
 
+    async def minutes_with_values(self, machine: str, start: int, end: int) -> int:
+        """The UTC minutes in [start, end) in which any tag of `machine` had a reading with a
+        value (the minute rollups say so without reading the readings)."""
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(text(
+                "SELECT count(DISTINCT r.minute) FROM readings_1m r JOIN series s "
+                "ON s.id = r.series_id WHERE s.machine_id = :m AND r.minute >= :a "
+                "AND r.minute < :b AND r.nv > 0"), {"m": machine, "a": start, "b": end})).scalar()
+        return int(found or 0)
+
     async def buckets(self, series_list: Sequence[Series], start: int, end: int, bucket: int,
                       offset: int = 0) -> list[BucketStats]:
         """The buckets of `bucket` µs, aligned to the epoch (shifted by `offset` µs, for day
