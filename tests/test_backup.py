@@ -39,7 +39,7 @@ machines:
         host: 127.0.0.1
         port: {port}
         interval: 20ms
-        timeout: 300ms
+        timeout: 2s                   # a busy test machine is not a dead device
         tags:
           - {{name: current, register: holding, address: 0, type: uint16}}
           - {{name: strokes, register: holding, address: 1, type: uint16}}
