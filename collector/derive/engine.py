@@ -141,6 +141,8 @@ class Derivation:
                 md = MachineDerivation(rules)
                 md.upto = md.begin = horizon  # history is left to `collector rebuild`
                 self.machines[machine] = md
+                # stored at once: a restart before the first commit continues from here
+                self._checkpoint(md)
                 continue
             md = MachineDerivation(rules, cp.data)
             self.machines[machine] = md
