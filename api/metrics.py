@@ -6,6 +6,7 @@ the hot path) and this collector turns them into metric families when Prometheus
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 
 from fastapi import APIRouter, Request, Response
@@ -94,6 +95,12 @@ class RuntimeCollector:
                 events.add_metric([event], stats[event])
             yield events
             yield _gauge("collector_production_buffered_readings", "Readings waiting to be taken in", sum(len(b) for b in derivation.buffers.values()))
+
+        try:  # scraped from the collector's own loop: its tasks (a leak shows as growth)
+            yield _gauge("collector_asyncio_tasks", "Asyncio tasks of the collector process",
+                         len(asyncio.all_tasks()))
+        except RuntimeError:  # collected outside a running loop
+            pass
 
         if self.offload is not None:  # the API's worker processes (api.offload)
             o = self.offload
