@@ -5,6 +5,10 @@ bytes inside each word swapped (BADC), or both (DCBA), and pymodbus' helpers onl
 whole word lists. Byte order letters name the bytes of the big-endian value: ABCD is the
 value's most significant byte first in the first register. For 64-bit values the same idea
 spans four words: CDAB reverses the word order, BADC swaps bytes within each word, DCBA both.
+A value of one register has no word order: CDAB reads as ABCD and DCBA as BADC; for int8 and
+uint8 the byte swap comes first and `byte` then picks the low or high byte of the swapped
+register, as for Telegraf's INT8L/INT8H on a device that swaps its bytes. A float32 is given
+as the shortest decimal that reads back as the same 32-bit float (229.7, as the device meant).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from collector.model import Value
+from collector.sources.float32 import float32_table, shortest_float32
 
 RegisterKind = Literal["holding", "input", "coil", "discrete"]
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
@@ -48,14 +53,12 @@ def register_count(type_: str, length: int | None = None) -> int:
 
 
 def allowed_orders(type_: str) -> tuple[ByteOrder, ...]:
-    """The byte orders that mean something for this type: both swaps for multi-word values,
-    only the byte swap for one word and for text, nothing for single bits and bytes."""
-    if type_ in ("bool", "int8", "uint8"):
-        return ("ABCD",)
+    """The byte orders accepted for this type: all four for numbers (on one register CDAB is
+    ABCD and DCBA is BADC), the byte swap for text, no swap for a single bit."""
+    if type_ == "bool":
+        return ("ABCD", "CDAB")
     if type_ == "string":
         return ("ABCD", "BADC", "DCBA")
-    if WIDTH[type_] == 1:
-        return ("ABCD", "BADC")
     return ORDERS
 
 
@@ -80,7 +83,8 @@ def make_decoder(
         mask = 1 << bit
         return lambda regs, i: bool(regs[i] & mask)
     if type_ in ("int8", "uint8"):
-        shift = 8 if byte == "high" else 0
+        # the byte swap (BADC, DCBA) first, then `byte` picks from the swapped register
+        shift = 8 if (byte == "high") != _swaps(byte_order)[1] else 0
         if type_ == "uint8":
             return lambda regs, i: (regs[i] >> shift) & 0xFF
         return lambda regs, i: ((regs[i] >> shift) & 0xFF ^ 0x80) - 0x80
@@ -120,6 +124,24 @@ def make_decoder(
     if type_ not in FLOAT_TYPES:
         return decode
     isfinite = math.isfinite
+    if type_ == "float32":  # the shortest decimal, most often found by one lookup
+        known = float32_table().get
+
+        def decode_float32(regs: Sequence[int], i: int) -> Value:
+            value = unpack(pack(*regs[i : i + 2]))[0]
+            found = known(value)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+            return shortest_float32(value) if isfinite(value) else None
+
+        def decode_float32_reversed(regs: Sequence[int], i: int) -> Value:
+            value = unpack(pack(regs[i + 1], regs[i]))[0]
+            found = known(value)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+            return shortest_float32(value) if isfinite(value) else None
+
+        return decode_float32_reversed if words_reversed else decode_float32
 
     def decode_finite(regs: Sequence[int], i: int) -> Value:
         value = decode(regs, i)
@@ -157,9 +179,9 @@ def encode_value(
     simulator, the benchmark and the tests. Bits and bytes fill the rest of the word with 0."""
     if type_ == "bool":
         return [(1 << bit if value else 0) if bit is not None else int(bool(value))]
-    if type_ in ("int8", "uint8"):
-        return [(int(value) & 0xFF) << (8 if byte == "high" else 0)]  # type: ignore[arg-type]
     words_reversed, bytes_swapped = _swaps(byte_order)
+    if type_ in ("int8", "uint8"):
+        return [(int(value) & 0xFF) << (8 if (byte == "high") != bytes_swapped else 0)]  # type: ignore[arg-type]
     if type_ == "string":
         n = register_count(type_, length)
         data = str(value).encode("utf-8")

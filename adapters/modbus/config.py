@@ -115,15 +115,12 @@ class ModbusTagConfig(TagConfig):
         if not problems:
             orders = allowed_orders(type_)
             if self.byte_order not in orders:
-                if len(orders) == 1:
-                    pick = "'byte: high'" if type_ != "bool" else "'bit'"
-                    message = (f"{self.byte_order} does not apply to type {type_}; remove "
-                               f"byte_order (use {pick} to pick part of a register)")
+                if type_ == "bool":
+                    message = (f"{self.byte_order} does not apply to type bool (a bit has no "
+                               "byte order); remove byte_order and pick the bit with 'bit'")
                 else:
-                    why = ("one register has no word order" if len(orders) == 2
-                           else "a string's registers are read in order")
-                    message = (f"{self.byte_order} does not fit type {type_} ({why}); use "
-                               f"{' or '.join(orders)}")
+                    message = (f"{self.byte_order} does not fit type {type_} (a string's "
+                               f"registers are read in order); use {' or '.join(orders)}")
                 problems.append(("byte_order", message, self.byte_order))
             last = self.address + self.width - 1
             if last > 65535:
@@ -187,6 +184,9 @@ class ModbusSourceConfig(SourceConfig):
                                  f"the string or raise max_registers", tag.length))
         raise_problems(problems, "modbus")
         return self
+
+    def poll_interval(self) -> float | None:
+        return self.interval
 
     def unit_of(self, tag: ModbusTagConfig) -> int:
         return self.unit if tag.unit_id is None else tag.unit_id

@@ -21,11 +21,12 @@ from collector.model import (
     now_us,
     us_from_datetime,
 )
+from collector.sources.float32 import shortest_float32
 from collector.sources.normalise import Normaliser, normaliser_of
 
 from .config import OpcUaSourceConfig, OpcUaTagConfig
 from .publish_decoder import Change
-from .values import ValueProblem, convert, quality_of, shortest_float32, status_name
+from .values import ValueProblem, convert, quality_of, status_name
 
 _SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
 _FLOAT = 10  # VariantType.Float

@@ -13,15 +13,14 @@ Decisions (documented in the README):
 
 from __future__ import annotations
 
-import struct
 import uuid
 from datetime import UTC, datetime
 
 from asyncua import ua
 
 from collector.model import BAD, GOOD, UNCERTAIN, Quality, Value
+from collector.sources.float32 import shortest_float32
 
-_PACK_F = struct.Struct("<f")
 _SEVERITY = (GOOD, UNCERTAIN, BAD, BAD)
 _FLOAT = ua.VariantType.Float
 _DATETIME = ua.VariantType.DateTime
@@ -45,18 +44,6 @@ def status_name(status: ua.StatusCode | None) -> str:
         return status.name
     except Exception:  # an unknown code from a vendor server
         return f"0x{status.value:08X}"
-
-
-def shortest_float32(value: float) -> float:
-    """The shortest decimal that packs to the same 32-bit float (keeps NaN/inf as they are)."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return value
-    target = _PACK_F.pack(value)
-    for digits in (6, 7, 8):
-        candidate = float(f"{value:.{digits}g}")
-        if _PACK_F.pack(candidate) == target:
-            return candidate
-    return value
 
 
 def format_datetime(dt: datetime) -> str:

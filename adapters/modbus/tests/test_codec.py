@@ -57,6 +57,10 @@ CASES: list[tuple[str, str, list[int], object]] = [
     ("string", "ABCD", [0x4100, 0x4242], "A"), ("string", "BADC", [0x4B4F, 0x0021], "OK!"),
     ("string", "ABCD", [0x2020, 0x4120], "  A "), ("string", "ABCD", [0xE9E9], "\xe9\xe9"),
     ("string", "ABCD", [0xC3A9, 0x0000], "\xe9"),
+    # one register: CDAB is ABCD, DCBA is BADC
+    ("int16", "CDAB", [0x8000], -32768), ("int16", "DCBA", [0x0080], -32768),
+    ("uint16", "CDAB", [0x1234], 0x1234), ("uint16", "DCBA", [0x3412], 0x1234),
+    ("float16", "CDAB", [0x3C00], 1.0), ("float16", "DCBA", [0x003C], 1.0),
 ]
 for order in ORDERS:
     CASES += [
@@ -68,13 +72,15 @@ for order in ORDERS:
         ("uint32", order, in_order([0xFFFF, 0xFFFF], order), 2**32 - 1),
         ("uint32", order, in_order([0x8000, 0x0000], order), 2**31),
         ("float32", order, in_order([0x3F80, 0x0000], order), 1.0),
-        ("float32", order, in_order([0x4365, 0xB333], order), 229.6999969482422),
+        ("float32", order, in_order([0x4365, 0xB333], order), 229.7),
+        ("float32", order, in_order([0x3DCC, 0xCCCD], order), 0.1),
+        ("float32", order, in_order([0x006C, 0xE3EE], order), 1e-38),
         ("float32", order, in_order([0x8000, 0x0000], order), -0.0),
         ("float32", order, in_order([0x0000, 0x0000], order), 0.0),
-        ("float32", order, in_order([0x7F7F, 0xFFFF], order), 3.4028234663852886e38),
-        ("float32", order, in_order([0xFF7F, 0xFFFF], order), -3.4028234663852886e38),
-        ("float32", order, in_order([0x0000, 0x0001], order), 1.401298464324817e-45),
-        ("float32", order, in_order([0x0080, 0x0000], order), 1.1754943508222875e-38),
+        ("float32", order, in_order([0x7F7F, 0xFFFF], order), 3.4028235e38),
+        ("float32", order, in_order([0xFF7F, 0xFFFF], order), -3.4028235e38),
+        ("float32", order, in_order([0x0000, 0x0001], order), 1e-45),
+        ("float32", order, in_order([0x0080, 0x0000], order), 1.1754944e-38),
         ("float32", order, in_order([0x7FC0, 0x0000], order), None),
         ("float32", order, in_order([0xFFC0, 0x0001], order), None),
         ("float32", order, in_order([0x7F80, 0x0000], order), None),
@@ -113,6 +119,36 @@ def test_decode_table(type_: str, order: str, regs: list[int], expected: object)
     assert same(make_decoder(type_, order, length=length)(padded, 2), expected)
 
 
+@pytest.mark.parametrize(("word", "type_", "order", "byte", "expected"), [
+    # BADC/DCBA swap the register's bytes, then `byte` picks: Telegraf's INT8L/INT8H on a
+    # device that swaps them
+    (0x80FF, "int8", "BADC", "low", -128), (0x80FF, "int8", "BADC", "high", -1),
+    (0x80FF, "uint8", "DCBA", "low", 128), (0x80FF, "uint8", "DCBA", "high", 255),
+    (0x1234, "uint8", "BADC", "low", 0x12), (0x1234, "uint8", "BADC", "high", 0x34),
+    # CDAB on one register is ABCD
+    (0x80FF, "int8", "CDAB", "low", -1), (0x80FF, "uint8", "CDAB", "high", 128),
+])
+def test_bytes_in_every_byte_order(word: int, type_: str, order: str, byte: str,
+                                   expected: int) -> None:
+    assert decode_registers([word], type_, order, byte=byte) == expected
+    assert make_decoder(type_, order, byte=byte)([0xFFFF, word], 1) == expected
+    assert encode_value(expected, type_, order, byte=byte)[0] & (
+        0xFF << (8 if (byte == "high") != (order in ("BADC", "DCBA")) else 0)) == \
+        word & (0xFF << (8 if (byte == "high") != (order in ("BADC", "DCBA")) else 0))
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    (0.1, 0.1), (229.7, 229.7), (-229.7, -229.7), (1e-38, 1e-38), (3.4028235e38, 3.4028235e38),
+    (16777217.0, 16777216.0), (0.3, 0.3), (1.0 / 3.0, 0.33333334), (-0.0, -0.0),
+])
+def test_float32_is_the_shortest_decimal_that_reads_back(raw: float, shown: float) -> None:
+    regs = encode_value(raw, "float32")
+    assert same(decode_registers(regs, "float32"), shown)
+    assert struct.pack(">f", shown) == struct.pack(">f", raw)  # the same float32
+    for order in ORDERS:
+        assert same(decode_registers(encode_value(raw, "float32", order), "float32", order), shown)
+
+
 def test_every_type_and_order_has_a_table_case() -> None:
     covered = {(c[0], c[1]) for c in CASES}
     wanted = {(t, o) for t in TYPES for o in allowed_orders(t) if t not in ("bool", "int8", "uint8")}
@@ -146,10 +182,10 @@ def test_byte_order_letters_name_the_bytes_of_the_value() -> None:
 def test_allowed_orders_follow_the_width() -> None:
     assert allowed_orders("float32") == ORDERS
     assert allowed_orders("int64") == ORDERS
-    assert allowed_orders("int16") == ("ABCD", "BADC")
-    assert allowed_orders("float16") == ("ABCD", "BADC")
-    assert allowed_orders("bool") == ("ABCD",)
-    assert allowed_orders("uint8") == ("ABCD",)
+    assert allowed_orders("int16") == ORDERS  # one register: CDAB is ABCD, DCBA is BADC
+    assert allowed_orders("float16") == ORDERS
+    assert allowed_orders("bool") == ("ABCD", "CDAB")
+    assert allowed_orders("uint8") == ORDERS  # BADC/DCBA swap the bytes before `byte` picks
     assert "CDAB" not in allowed_orders("string")
 
 
@@ -175,7 +211,12 @@ def test_round_trip(type_: str, order: str, data: st.DataObject) -> None:
     value = data.draw(_STRATEGY[type_])
     regs = encode_value(value, type_, order)
     assert len(regs) == WIDTH[type_] and all(0 <= w <= 0xFFFF for w in regs)
-    assert same(decode_registers(regs, type_, order), value)
+    decoded = decode_registers(regs, type_, order)
+    if type_ == "float32":  # the shortest decimal of the same float32
+        assert isinstance(decoded, float) and struct.pack(">f", decoded) == struct.pack(">f", value)
+        assert len(repr(decoded)) <= len(repr(value))
+    else:
+        assert same(decoded, value)
     # ABCD is plain big-endian: what any other tool would write
     if order == "ABCD":
         code = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q",

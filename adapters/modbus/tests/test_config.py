@@ -39,11 +39,8 @@ SRC = "machines[0].sources[0]"
     ({"type": "uint16", "length": 2}, f"{TAG}.length", "only for type string"),
     ({"type": "string"}, f"{TAG}.length", "a string needs 'length'"),
     ({"type": "int16", "byte": "high"}, f"{TAG}.byte", "only for int8/uint8"),
-    ({"type": "int16", "byte_order": "CDAB"}, f"{TAG}.byte_order",
-     "CDAB does not fit type int16 (one register has no word order); use ABCD or BADC"),
-    ({"type": "float16", "byte_order": "DCBA"}, f"{TAG}.byte_order", "use ABCD or BADC"),
-    ({"type": "uint8", "byte_order": "BADC"}, f"{TAG}.byte_order",
-     "BADC does not apply to type uint8; remove byte_order (use 'byte: high'"),
+    ({"type": "bool", "bit": 3, "byte_order": "BADC"}, f"{TAG}.byte_order",
+     "BADC does not apply to type bool (a bit has no byte order); remove byte_order"),
     ({"type": "string", "length": 2, "byte_order": "CDAB"}, f"{TAG}.byte_order",
      "use ABCD or BADC or DCBA"),
     ({"type": "float32", "address": 65535}, f"{TAG}.address",
@@ -113,6 +110,15 @@ def test_several_problems_reported_together() -> None:
     problems = problems_of({}, [{"name": "a", "address": 0, "register": "coil", "type": "int16",
                                  "bit": 2, "length": 3}])
     assert {p.split(":")[0] for p in problems} >= {f"{TAG}.type", f"{TAG}.bit", f"{TAG}.length"}
+
+
+@pytest.mark.parametrize(("type_", "order"), [
+    ("uint8", "BADC"), ("int8", "DCBA"), ("int8", "CDAB"), ("int16", "CDAB"), ("uint16", "DCBA"),
+    ("float16", "CDAB"), ("bool", "CDAB")])
+def test_byte_orders_written_for_telegraf_are_accepted(type_: str, order: str) -> None:
+    """Telegraf's INT8L/INT8H on a byte-swapped device, and CDAB on one register (as ABCD)."""
+    tag = ModbusTagConfig(name="x", address=3, type=type_, byte_order=order)
+    assert tag.byte_order == order and tag.width == 1
 
 
 def test_defaults() -> None:
