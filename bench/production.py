@@ -220,8 +220,17 @@ def psql(sql: str) -> None:
 
 
 @contextlib.contextmanager
-def database(backend: str, tmp: Path, name: str) -> Iterator[tuple[str, str | None]]:
-    """(url, schema) of an empty ledger, removed afterwards."""
+def database(backend: str, tmp: Path, name: str,
+             keep: str | None = None) -> Iterator[tuple[str, str | None]]:
+    """(url, schema) of an empty ledger, removed afterwards; with `keep` a ledger kept under
+    that name (in --keep-data's directory, or a schema of that name) for the next run."""
+    if keep is not None:
+        if backend == "sqlite":
+            yield f"sqlite:///{keep}.db", None
+        else:
+            psql(f"CREATE SCHEMA IF NOT EXISTS {Path(keep).name}")
+            yield PG, Path(keep).name
+        return
     if backend == "sqlite":
         yield f"sqlite:///{tmp}/{name}.db", None
         return
@@ -614,6 +623,17 @@ async def build_daily(url: str, schema: str | None, args: argparse.Namespace,
         await ledger.close()
 
 
+async def stored_days(url: str, schema: str | None) -> bool:
+    """Whether a kept ledger holds the daily part's data already."""
+    ledger = Ledger(url, schema=schema)
+    await ledger.open()
+    try:
+        rows = await ledger.production.fetch("SELECT count(*) FROM production_checkpoints", {}, 1)
+        return bool(rows and rows[0][0])
+    finally:
+        await ledger.close()
+
+
 # --- 3. rebuild ----------------------------------------------------------------------------------
 async def bench_rebuild(url: str, schema: str | None, args: argparse.Namespace) -> dict[str, Any]:
     config = make_config(1)
@@ -696,8 +716,15 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         first_day = datetime.fromtimestamp(start / S, tz).date()
         days = [first_day + timedelta(days=k) for k in range(1, args.days)] or [first_day]
         random.Random(6).shuffle(days)
-        with database(backend, tmp, "daily") as (url, schema):
-            built = run_service(build_daily(url, schema, args, start, end))
+        keep = None
+        if args.keep_data:  # the same data again while the date is the same
+            keep = str(Path(args.keep_data) / f"bench_prod_{args.machines}m_{args.days}d_{end // S}")
+        with database(backend, tmp, "daily", keep) as (url, schema):
+            if keep is not None and run_service(stored_days(url, schema)):
+                built = {"intervals": 0, "counts": 0, "notes": 0, "seconds": 0.0}
+                print(f"{backend:10} reusing  {keep}", flush=True)
+            else:
+                built = run_service(build_daily(url, schema, args, start, end))
             results["built"] = built
             print(f"{backend:10} stored   {args.machines} machines x {args.days} days: "
                   f"{built['intervals']:,} intervals, {built['counts']:,} count events, "
@@ -777,6 +804,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 10 machines, 2 days, 60 s of derivation, 5 runs")
     parser.add_argument("--profile", action="store_true", help="cProfile the measured calls")
+    parser.add_argument("--keep-data", metavar="DIR",
+                        help="keep the daily part's stored data (SQLite file in DIR, or a "
+                        "PostgreSQL schema) and use it again on the next run of the same day")
     sub = parser.add_subparsers(dest="command")
     srv = sub.add_parser("serve")
     srv.add_argument("--url", required=True)

@@ -227,3 +227,69 @@ async def test_counters_without_state_rules_give_parts_but_no_availability(ledge
     assert oee["quality"] == 0.97 and oee["offline_s"] == 0
     assert await rep.states("press07", at("2026-11-23T06:00:00+00:00"),
                             at("2026-11-23T07:00:00+00:00")) == []
+
+
+def test_a_slice_of_a_timeline_is_the_same_as_filling_it_again() -> None:
+    import random
+
+    from collector.derive.report import _slice, fill
+
+    rng = random.Random(7)
+    for _ in range(500):
+        segments, t = [], rng.randrange(0, 50)
+        for _ in range(rng.randrange(0, 12)):
+            t += rng.randrange(0, 4)  # gaps now and then
+            length = rng.randrange(1, 9)
+            segments.append((t, t + length, rng.choice(["running", "idle", "stopped", "offline"])))
+            t += length
+        lo, hi = rng.randrange(0, 40), rng.randrange(40, 140)
+        line = fill(segments, lo, hi)
+        a = rng.randrange(-10, 150)
+        b = a + rng.randrange(0, 60)
+        assert _slice(line, a, b) == fill(line, a, b), (line, a, b)
+
+
+async def test_reads_of_many_machines_at_once_equal_the_reads_one_machine_at_a_time(ledger) -> None:
+    """What the daily ledger reads for all machines together (their stop extents, intervals,
+    downtime notes, minute sums between edges) is what the per-machine reads give."""
+    store = ledger.production
+    batch = ProductionBatch()
+    t0 = at("2026-11-23T00:00:00+00:00")
+    for k, machine in enumerate(["m1", "m2", "m3", "m4"]):
+        t = t0 + k * MIN
+        for i in range(40 if machine != "m4" else 0):  # m4 has nothing stored
+            state = ("running", "idle", "stopped")[(i + k) % 3]
+            batch.intervals.append((machine, t, t + (7 + i % 5) * MIN, state))
+            batch.counts.append((machine, t + 30 * S, 1 + i % 3, 1, 0))
+            t += (7 + i % 5) * MIN
+    await store.commit(batch)
+    for machine, start in [("m1", t0 + 40 * MIN), ("m2", t0 + 100 * MIN), ("m3", t0 + 7 * MIN)]:
+        await store.set_note(machine, start, "no_material", f"note {machine}")
+    machines = ["m1", "m2", "m3", "m4"]
+    start, stop = t0 + 60 * MIN, t0 + 200 * MIN
+    extents = await store.extents(machines, start, stop)
+    for machine in machines:
+        assert extents[machine] == (await store.first_interval_start(machine),
+                                    await store.last_running_end(machine, start),
+                                    await store.next_running_start(machine, stop))
+    assert extents["m4"] == (None, None, None) and extents["m1"][0] == t0
+    windows = {"m1": (t0 + 30 * MIN, t0 + 200 * MIN), "m2": (t0 + 61 * MIN, t0 + 62 * MIN),
+               "m3": (t0, t0 + 400 * MIN), "m4": (t0, t0 + 10 * MIN)}
+    intervals = await store.intervals_of(windows)
+    notes = await store.notes_of(windows)
+    for machine, (a, b) in windows.items():
+        assert intervals[machine] == await store.intervals(machine, a, b)
+        assert notes[machine] == await store.notes(machine, a, b)
+    assert len(intervals["m3"]) == 40 and not intervals["m4"]
+    assert notes["m1"] == {t0 + 40 * MIN: ("no_material", "note m1")}
+    edges = [t0, t0 + 60 * MIN, t0 + 61 * MIN, t0 + 300 * MIN]
+    by_edges = await store.sums_by_edges(machines, edges)
+    for machine in machines:
+        for i in range(len(edges) - 1):
+            want = await store.sums(machine, edges[i], edges[i + 1])
+            got = by_edges.get((machine, i))
+            assert ((got.total, got.good) if got else (0, 0)) == (want.total, want.good)
+    many = [t0 + i * MIN for i in range(0, 121)]  # 120 spans: more than one statement
+    by_minute = await store.sums_by_edges(["m1"], many)
+    whole = await store.sums("m1", t0, t0 + 120 * MIN)
+    assert whole.total > 0 and sum(s.total for s in by_minute.values()) == whole.total
