@@ -174,6 +174,8 @@ class TagConfig(Strict):
     clamp_max: float | None = None  # ... and a higher one as this
     deadband: float | None = Field(None, ge=0)  # absolute; store only changes larger than this
     heartbeat: Duration | None = None  # store at least this often even without change
+    # no good reading for this long: the tag is stale (default: the source's; 0: never)
+    stale_after: Duration | None = None
 
     @property
     def normalising(self) -> list[str]:
@@ -213,6 +215,9 @@ class SourceConfig(Strict):
     # failure up to reconnect_delay_max; a successful connection starts over
     reconnect_delay: Duration = 1.0
     reconnect_delay_max: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 30.0
+    # a tag with no good reading for this long is stale (machine amber, health degraded);
+    # default: 3 intervals (at least 2 s) when the source polls, never for pushed data; 0: never
+    stale_after: Duration | None = None
     tags: list[TagConfig] = []
 
     # old option names this entry was written with (for `collector check`'s deprecation lines)
@@ -255,6 +260,11 @@ class SourceConfig(Strict):
         reconnect_delay_max set, say 500ms) lowers the first wait too."""
         return Backoff(min(self.reconnect_delay, self.reconnect_delay_max),
                        self.reconnect_delay_max, jitter=jitter)
+
+    def poll_interval(self) -> float | None:
+        """Seconds between polls when the source asks for its values on a schedule; None when
+        the device pushes them (only on change, so silence is not a fault)."""
+        return None
 
     def renamed_keys(self) -> tuple[str, ...]:
         """Old option names this entry was written with."""

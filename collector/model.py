@@ -8,10 +8,11 @@ the Unix epoch, UTC: exact, cheap to compare, and the ledger's storage format.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from collector.sources.failures import FailureLog
 
@@ -105,6 +106,7 @@ class BucketCounts:
         return out
 
 
+RECENT_ERRORS = 8
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -128,6 +130,11 @@ class SourceHealth:
     scan_seconds: BucketCounts = field(default_factory=lambda: BucketCounts(SECONDS_BUCKETS))
     # the log lines of this source's failures (a warning when they start, one a minute after)
     failures: FailureLog = field(init=False, repr=False, compare=False)
+    # the last few distinct error messages with when each last happened (epoch µs), newest last
+    recent_errors: deque[tuple[int, str]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_ERRORS), repr=False, compare=False)
+    # which tags are bad or stale (collector.taghealth.TagWatch), set by the runtime
+    tags: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.failures = FailureLog(self.machine, self.source)
@@ -152,7 +159,16 @@ class SourceHealth:
         """A failure: counted, kept as the last error, and logged (rate-limited)."""
         self.errors += 1
         self.last_error = message
-        self.last_error_at = now_us()
+        self.last_error_at = at = now_us()
+        recent = self.recent_errors
+        if not recent or recent[-1][1] != message:
+            for i, (_, seen) in enumerate(recent):
+                if seen == message:
+                    del recent[i]
+                    break
+        else:
+            recent.pop()
+        recent.append((at, message))
         if connected is not None:
             self.connected = connected
         self.failures.failed(message)

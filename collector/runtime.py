@@ -33,6 +33,7 @@ from collector.model import SourceHealth, now_us
 from collector.pipeline import Pipeline, TagRule
 from collector.sources.backoff import Backoff
 from collector.spool import Spool
+from collector.taghealth import TagWatch, WatchedSink
 
 log = logging.getLogger("collector.runtime")
 
@@ -166,6 +167,7 @@ class Runtime:
                 health = SourceHealth(machine.id, source.id, source.protocol)
                 self.health.append(health)
                 if source.enabled:
+                    health.tags = TagWatch(source, health)
                     self._source_tasks.append(asyncio.create_task(
                         self._supervise(specs[source.protocol], machine, source, health),
                         name=f"source {machine.id}/{source.id}"))
@@ -268,7 +270,8 @@ class Runtime:
     async def _supervise(self, spec: AdapterSpec, machine: MachineConfig, source: SourceConfig,
                          health: SourceHealth) -> None:
         backoff = Backoff(RESTART_MIN, RESTART_MAX)
-        context = AdapterContext(machine, source, self.pipeline, health)
+        sink = self.pipeline if health.tags is None else WatchedSink(self.pipeline, health.tags)
+        context = AdapterContext(machine, source, sink, health)
         while True:
             started = time.monotonic()
             crash: Exception | None = None

@@ -102,7 +102,7 @@ async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
             health = (await client.get("/api/v1/health")).json()
             assert health == {"status": "ok", "sources": [], "ledger": {
                 "ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 3, "last_error": None},
-                "production": None}  # no machine has production rules
+                "production": None, "problems": []}  # no production rules, no tag problems
 
 
 async def test_api_keys_guard_everything_but_health(tmp_path: Path) -> None:

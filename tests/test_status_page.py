@@ -1,9 +1,10 @@
 """The status page in a real headless Chromium (Debian's `chromium`, driven by Playwright).
 
 `make demo` and the page shows three machines with live values within 30 s; a collector with
-a dead source, a dead machine and API keys shows "some down", "no data", the errors, and asks
-for the key; a press played by a pymodbus server shows its state, today's parts, the shift's
-OEE and a bar of its states. Screenshots go to test-artifacts/.
+a dead source, a dead machine and API keys shows "need attention", "no data", the errors, and
+asks for the key; a tag the device refuses turns its machine amber with the tag and the
+reason; a press played by a pymodbus server shows its state, today's parts, the shift's OEE
+and a bar of its states. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def test_some_down_no_data_errors_and_the_api_key(browser: Any,
     assert press["rows"]["light_green"]["value"] in ("true", "false")
     assert press["rows"]["voltage_l1"]["quality"] in ("none", "bad")  # never read
     assert page.inner_text("#summary").split()[:10] == [
-        "2", "machines", "0", "delivering", "1", "some", "down", "1", "no", "data"]
+        "2", "machines", "0", "delivering", "1", "need", "attention", "1", "no", "data"]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page-faults.png"), full_page=True)
 
@@ -289,6 +290,58 @@ def test_some_down_no_data_errors_and_the_api_key(browser: Any,
     wait_for(page, shown, time.monotonic() + 15, "values after a reload")
     assert page.is_hidden("#keyform")
     assert page.errors == []
+
+
+BLIND = """\
+ledger: {{url: "sqlite:///{data}/ledger.db"}}
+spool: {{path: "{data}/spool.db"}}
+api: {{port: {api}}}
+machines:
+  - id: press07
+    name: Press 07
+    sources:
+      - {{id: io, protocol: modbus, host: 127.0.0.1, port: {io}, interval: 300ms, tags: [
+          {{name: motor_current, register: input, address: 0, type: uint16, scale: 0.005, unit: A}},
+          {{name: spare_counter, register: holding, address: 400, type: uint16}}]}}
+"""
+
+
+def test_a_tag_that_never_reads_turns_its_machine_amber_with_the_tag_and_why(
+        browser: Any, tmp_path: Path) -> None:
+    sims = SimThread()
+    api = free_port()
+    config = tmp_path / "collector.yaml"
+    config.write_text(BLIND.format(data=tmp_path, api=api, io=sims.io_port))
+    log = (tmp_path / "collector.log").open("wb")
+    process = subprocess.Popen([*collector_command(), "run", "-c", str(config)], stdout=log,
+                               stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        until = time.monotonic() + 30
+        page = open_page(browser, f"http://127.0.0.1:{api}/", until)
+        (press,) = wait_for(page, lambda cs: len(cs) == 1 and cs[0]["status"] == "partial"
+                            and cs[0]["rows"].get("motor_current", {}).get("quality") == "good",
+                            until, "the press amber with a live motor current")
+        assert press["label"] == "1 tag bad"
+        assert press["sources"][0]["conn"] == "connected"
+        why = page.inner_text('.tag[data-tag="spare_counter"] .why')
+        assert why.startswith("bad: unit 1 answered exception 2 (illegal data address) "
+                              "reading holding 400 (tags spare_counter)")
+        assert page.get_attribute('.tag[data-tag="spare_counter"]', "data-problem") == "bad"
+        assert page.is_hidden('.tag[data-tag="motor_current"] .why')
+        assert page.inner_text("#summary").split()[:7] == [
+            "1", "machine", "0", "delivering", "1", "need", "attention"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "status-page-tag-bad.png"), full_page=True)
+        assert page.errors == []
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+        sims.close()
 
 
 PRESS = """\

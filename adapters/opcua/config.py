@@ -104,6 +104,9 @@ class OpcUaSourceConfig(SourceConfig):
             raise ValueError("'password' is set but 'username' is not")
         return self
 
+    def poll_interval(self) -> float | None:
+        return self.interval if self.mode == "poll" else None
+
     @property
     def message_security_mode(self) -> str:
         if self.security_policy == "None":

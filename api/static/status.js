@@ -156,10 +156,21 @@
   function machineStatus(sources) {
     const delivering = sources.filter((s) => s.connected && s.last_ok).length;
     if (!sources.length) return { kind: "unknown", label: "not read here" };
-    if (delivering === sources.length) return { kind: "ok", label: "delivering" };
     if (delivering === 0) return { kind: "nodata", label: "no data" };
-    const down = sources.length - delivering;
-    return { kind: "partial", label: `${down} of ${sources.length} sources down` };
+    if (delivering < sources.length) {
+      const down = sources.length - delivering;
+      return { kind: "partial", label: `${down} of ${sources.length} sources down` };
+    }
+    // every source delivers, but a tag that never reads or stopped updating is not fine
+    const problems = sources.flatMap((s) => s.tag_problems || []);
+    if (!problems.length) return { kind: "ok", label: "delivering" };
+    const bad = problems.filter((p) => p.problem === "bad").length;
+    const stale = problems.length - bad;
+    const words = [];
+    if (bad) words.push(`${bad} ${bad === 1 ? "tag" : "tags"} bad`);
+    if (stale) words.push(bad ? `${stale} stale` : `${stale} ${stale === 1 ? "tag" : "tags"} stale`);
+    return { kind: "partial", label: words.join(", "),
+      title: problems.map((p) => `${p.tag} ${p.problem}: ${p.reason}`).join("\n") };
   }
 
   function renderSummary(total, counts, ledger) {
@@ -167,7 +178,7 @@
     box.replaceChildren(
       chip(null, total, total === 1 ? "machine" : "machines"),
       chip("ok", counts.ok, "delivering"),
-      chip("partial", counts.partial, "some down"),
+      chip("partial", counts.partial, "need attention"),
       chip("nodata", counts.nodata, "no data"));
     const el = $("ledger");
     const bad = !ledger.ok || ledger.dropped > 0;
@@ -219,6 +230,7 @@
       .filter(Boolean);
     where.replaceChildren(...parts.flatMap((p, i) => (i ? [" · ", p] : [p])));
     el.querySelector(".status").textContent = status.label;
+    el.querySelector(".status").title = status.title || "";
     const state = el.querySelector(".state");
     state.hidden = !m.state;
     if (m.state) { state.textContent = m.state; state.dataset.state = m.state; }
@@ -286,11 +298,12 @@
       h.querySelector(".proto").textContent = tags[0] && tags[0].protocol || "";
       h.querySelector(".conn").textContent = "not read by this collector";
     }
+    const problems = new Map(((health && health.tag_problems) || []).map((p) => [p.tag, p]));
     const seen = new Set();
     tags.forEach((t, i) => {
       let row = sec.rows.get(t.tag);
       if (!row) { row = makeRow(t.tag); sec.rows.set(t.tag, row); }
-      updateRow(row, t, machine);
+      updateRow(row, t, machine, problems.get(t.tag));
       if (sec.tags.children[i] !== row.el) sec.tags.insertBefore(row.el, sec.tags.children[i] || null);
       seen.add(t.tag);
     });
@@ -312,13 +325,18 @@
     const v = span("v"), u = span("u");
     val.append(v, u);
     const q = span("q"), age = span("age"), spark = span("spark");
-    el.append(name, val, q, age, spark);
-    return { el, name, v, u, q, age, spark };
+    const why = div("why");  // why a tag is bad or stale, in the source's words
+    why.hidden = true;
+    el.append(name, val, q, age, spark, why);
+    return { el, name, v, u, q, age, spark, why };
   }
 
-  function updateRow(row, t, machine) {
+  function updateRow(row, t, machine, problem) {
     const last = t.latest;
     row.kind = t.kind;
+    if (problem) row.el.dataset.problem = problem.problem; else delete row.el.dataset.problem;
+    row.why.hidden = !problem;
+    row.why.textContent = problem ? `${problem.problem}: ${problem.reason}` : "";
     row.name.title = t.description ? `${t.tag}: ${t.description}` : t.tag;
     row.u.textContent = t.unit || "";
     row.el.dataset.quality = last ? last.quality : "none";
