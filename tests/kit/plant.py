@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -227,3 +229,40 @@ machines:
             time.sleep(every)
         if publisher is not None:
             publisher.close()
+
+
+_DEVICE_PROCESS = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[2])
+from tests.kit.modbus import Device, sim_device
+async def main():
+    device = await Device([sim_device(1)], port=int(sys.argv[1])).start()
+    await device.set("holding", 0, list(range(1, 11)))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+class DeviceProcess:
+    """A pymodbus device in a process of its own (holdings 0-9 = 1..10): its answers do not
+    wait for whatever the test's own process is busy with."""
+
+    def __init__(self) -> None:
+        from .ports import free_port
+
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> DeviceProcess:
+        self.proc = subprocess.Popen([sys.executable, "-c", _DEVICE_PROCESS, str(self.port),
+                                      str(Path(__file__).resolve().parents[2])],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
