@@ -1,17 +1,18 @@
 """`collector modbus-scan`: read a range of registers and show what each could mean.
 
-For commissioning without the manual: every address with its raw word, int16 and uint16, and
-for each pair of registers float32/int32/uint32 in all four byte orders, so "the 229.7 V
-register" stands out; then a ready-to-paste YAML tag line with the most plausible reading.
+For commissioning without the manual: every address with its raw word, int16 and uint16, its
+bits, bytes and characters, and for each pair of registers float32/int32/uint32 in all four
+byte orders, so "the 229.7 V register" stands out; then a ready-to-paste YAML tag line with the
+most plausible reading over the whole range (`interpret.py`: floats over large integers,
+text where the bytes are printable, bits for status words), the other readings as comments.
+`--as TYPE` reads the range as one type instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import socket
-import struct
 import sys
 from typing import Any
 
@@ -23,6 +24,7 @@ from collector.config import parse_duration
 from .adapter import EXCEPTION_NAMES
 from .codec import ORDERS, decode_registers
 from .config import MAX_BITS, MAX_REGISTERS, ModbusSourceConfig
+from .interpret import FORCEABLE, Candidate, best_layout, forced_layout, text_of
 from .link import describe, make_client
 
 PAIR_TYPES = ("float32", "int32", "uint32")
@@ -59,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=int, default=0, help="first 0-based address (default 0)")
     p.add_argument("--count", type=int, default=10, help="how many to read (default 10)")
     p.add_argument("--timeout", default="1s", help="answer timeout, e.g. 500ms (default 1s)")
+    p.add_argument("--as", dest="as_type", choices=FORCEABLE, metavar="TYPE",
+                   help="read every register as this type (bool: the bits set; int8/uint8: "
+                        "both bytes; string: the whole range) instead of the most plausible "
+                        f"reading; one of {', '.join(FORCEABLE)}")
+    p.add_argument("--byte-order", choices=ORDERS,
+                   help="with --as: this byte order instead of the most plausible one")
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -84,6 +92,18 @@ def _source(args: argparse.Namespace) -> ModbusSourceConfig:
                          f"the addresses 0..65535")
     if not 0 <= args.unit <= 255:
         raise ValueError(f"--unit must be 0..255 (got {args.unit})")
+    if getattr(args, "as_type", None) and bits:
+        raise ValueError(f"--as reads registers; a {args.register} is a single bit already "
+                         f"(use --register holding or input)")
+    if getattr(args, "byte_order", None) and not getattr(args, "as_type", None):
+        raise ValueError("--byte-order goes with --as TYPE (without --as every byte order is "
+                         "shown and the most plausible one suggested)")
+    if getattr(args, "as_type", None) in ("int32", "uint32", "float32", "int64", "uint64",
+                                          "float64"):
+        width = 2 if args.as_type.endswith("32") else 4
+        if args.count < width:
+            raise ValueError(f"--as {args.as_type} needs --count {width} or more "
+                             f"(got {args.count})")
     timeout = parse_duration(args.timeout)
     fields: dict[str, Any] = {"id": "scan", "protocol": "modbus", "unit": args.unit,
                               "timeout": timeout, "retries": 0, "framer": args.framer}
@@ -160,64 +180,66 @@ async def _scan(source: ModbusSourceConfig, args: argparse.Namespace) -> int:
             print(f"{address:5d}  {int(bool(bit))}    yaml: - {{name: {args.register}_{address}, "
                   f"register: {args.register}, address: {address}, type: bool}}")
         return 0
-    print(format_registers(list(response.registers), args.start, args.register))
+    print(format_registers(list(response.registers), args.start, args.register,
+                           args.as_type, args.byte_order))
     return 0
 
 
-def format_registers(words: list[int], start: int, kind: str) -> str:
-    """The table for a technician: one block of lines per address."""
+def format_registers(words: list[int], start: int, kind: str, as_type: str | None = None,
+                     byte_order: str | None = None) -> str:
+    """The table for a technician: one block of lines per address, with the most plausible
+    reading as a YAML tag line to paste and the other readings as comments."""
+    if as_type is None:
+        layout = best_layout(words, start)
+    else:
+        layout = [(c, []) for c in forced_layout(words, start, as_type, byte_order)]
+    chosen = {c.address: (c, others) for c, others in layout}
     lines = [f"{'addr':>5}  {'hex':6}  {'uint16':>6}  {'int16':>6}"]
-    consumed = -1
+    covered_by: Candidate | None = None
     for i, word in enumerate(words):
         address = start + i
         int16 = word - 0x10000 if word & 0x8000 else word
         lines.append(f"{address:5d}  0x{word:04X}  {word:6d}  {int16:6d}")
+        view = _views(word)
+        if view:
+            lines.append(f"{'':15}{view}")
         if i + 1 < len(words):
             pair = words[i : i + 2]
             for type_ in PAIR_TYPES:
                 cells = "  ".join(
                     f"{order} {_fmt(decode_registers(pair, type_, order))}" for order in ORDERS)
                 lines.append(f"{'':15}{address}-{address + 1} {type_:7}  {cells}")
-        if i == consumed:
-            lines.append(f"{'':15}(second register of the float32 at {address - 1})")
-            continue
-        tag = suggest(words[i : i + 2], address, kind)
-        if "float32" in tag:
-            consumed = i + 1
-        lines.append(f"{'':15}yaml: - {tag}")
+        if address in chosen:
+            candidate, others = chosen[address]
+            covered_by = candidate if candidate.width > 1 else None
+            tags = candidate.tags(kind)
+            for n, tag in enumerate(tags):
+                note = f"   # {candidate.label}: {candidate.shown()}" if n == 0 else ""
+                lines.append(f"{'':15}yaml: - {tag}{note}")
+            for other in others:
+                lines.append(f"{'':15}#  or: - {other.tags(kind)[0]}   # {other.label}: "
+                             f"{other.shown()}")
+        elif covered_by is not None:
+            what = "text" if covered_by.type == "string" else covered_by.type
+            part = ("second register" if covered_by.width == 2
+                    else f"register {address - covered_by.address + 1} of {covered_by.width}")
+            lines.append(f"{'':15}({part} of the {what} at {covered_by.address})")
+        else:
+            lines.append(f"{'':15}(not a whole {as_type}: too few registers left)")
     return "\n".join(lines)
 
 
-def suggest(words: list[int], address: int, kind: str) -> str:
-    """A YAML tag for the most plausible meaning: a float32 whose shortest decimal form is
-    short (a measured value such as 229.7), otherwise int16 for small negatives, else uint16."""
-    base = f"name: {kind}_{address}, register: {kind}, address: {address}"
-    if len(words) == 2 and any(words):
-        best: tuple[int, str] | None = None
-        for order in ORDERS:
-            value = decode_registers(words, "float32", order)
-            digits = _digits(value)
-            if digits is not None and (best is None or digits < best[0]):
-                best = (digits, order)
-        if best is not None and best[0] <= 5:
-            return f"{{{base}, type: float32, byte_order: {best[1]}}}"
-    word = words[0]
-    if word & 0x8000 and word - 0x10000 >= -10000:
-        return f"{{{base}, type: int16}}"
-    return f"{{{base}, type: uint16}}"
-
-
-def _digits(value: Any) -> int | None:
-    """Significant digits needed to write a float32 exactly, if it looks like a reading."""
-    if not isinstance(value, float) or not math.isfinite(value):
-        return None
-    if not 1e-3 <= abs(value) < 1e9:
-        return None
-    packed = struct.pack(">f", value)
-    for digits in range(1, 10):
-        if struct.pack(">f", float(f"{value:.{digits}g}")) == packed:
-            return digits
-    return 9
+def _views(word: int) -> str:
+    """Bits, bytes and characters of one register, when they could mean something."""
+    if not word:
+        return ""
+    bits = [str(b) for b in range(16) if word >> b & 1]
+    parts = [f"bits set: {' '.join(bits)}" if len(bits) <= 8 else f"{len(bits)} bits set"]
+    parts.append(f"bytes: high {word >> 8} low {word & 0xFF}")
+    text = text_of(word)
+    if text is not None:
+        parts.append(f"text: {text!r}")
+    return " · ".join(parts)
 
 
 def _fmt(value: Any) -> str:
