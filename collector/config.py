@@ -140,6 +140,7 @@ class LedgerConfig(Strict):
 class SpoolConfig(Strict):
     path: str | None = None  # default: collector-spool.db next to the config file
     max_size: ByteSize = 1024**3
+    drop: Literal["oldest", "newest"] = "oldest"  # what goes when the spool is full
 
 
 class PipelineConfig(Strict):
@@ -218,6 +219,7 @@ class SourceConfig(Strict):
     # a tag with no good reading for this long is stale (machine amber, health degraded);
     # default: 3 intervals (at least 2 s) when the source polls, never for pushed data; 0: never
     stale_after: Duration | None = None
+    profile: str | None = None  # a device profile's tags (collector/profiles.py), merged in
     tags: list[TagConfig] = []
 
     # old option names this entry was written with (for `collector check`'s deprecation lines)
@@ -398,6 +400,13 @@ class CollectorConfig(Strict):
 
     # where the file was read from; relative paths (spool) are resolved against its folder
     base_dir: str = "."
+    # the device profiles its sources use and where each merged tag was written
+    _profiles: Any = PrivateAttr(default=None)
+
+    def tag_origin(self, mi: int, si: int, ti: int) -> Any:
+        """Where tag `ti` of source `si` of machine `mi` was written when it came from a
+        device profile (`collector.profiles.TagOrigin`), else None."""
+        return self._profiles.origin(mi, si, ti) if self._profiles is not None else None
 
     def counts(self) -> tuple[int, int, int]:
         sources = [s for m in self.machines for s in m.sources]
@@ -452,11 +461,13 @@ class Problem:
     message: str
     line: int | None = None
     column: int | None = None
+    file: str | None = None  # another file than the config (a device profile)
 
     def __str__(self) -> str:
         where = f" (line {self.line}{f', column {self.column}' if self.column else ''})" \
             if self.line else ""
-        return f"{self.path}: {self.message}{where}" if self.path else f"{self.message}{where}"
+        text = f"{self.path}: {self.message}{where}" if self.path else f"{self.message}{where}"
+        return f"{self.file}: {text}" if self.file else text
 
 
 class ConfigError(Exception):
@@ -528,11 +539,14 @@ def parse_config(text: str, base_dir: str = ".",
     data = _substitute_env(data, (), problems, node, secrets)
     data.pop("base_dir", None)
     data["base_dir"] = base_dir
+    from collector.profiles import apply_profiles  # it builds on this module's helpers
+
+    profiles = apply_profiles(data, node, base_dir, problems)
     try:
         config = config_model(sources).model_validate(data)
     except ValidationError as exc:
         protocols = list(_accepted if sources is None else sources)
-        problems += [_problem_from_error(err, node, protocols, secrets)
+        problems += [profiles.relocate(_problem_from_error(err, node, protocols, secrets), node)
                      for err in exc.errors(include_url=False)]
         raise ConfigError(problems) from None
     if problems:
@@ -540,8 +554,10 @@ def parse_config(text: str, base_dir: str = ".",
     problems = list(cross_check(config))
     if problems:
         for i, p in enumerate(problems):
-            problems[i] = Problem(p.path, p.message, _line_of(node, _parse_loc(p.path)))
+            problems[i] = profiles.relocate(
+                Problem(p.path, p.message, _line_of(node, _parse_loc(p.path))), node)
         raise ConfigError(problems)
+    config._profiles = profiles
     return config
 
 

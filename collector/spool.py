@@ -3,8 +3,9 @@
 A SQLite file of batches, oldest first. When the ledger cannot be written, or the in-memory
 queue is full, whole batches are appended here (committed with synchronous=FULL, so a power cut
 does not lose them) and replayed in order once the ledger takes writes again. The file is
-capped: past `max_size` the oldest batches are dropped, and the count of dropped readings is
-kept in the file so health can show it even after a restart.
+capped: past `max_size` the oldest batches are dropped (or, with `drop="newest"`, the batches
+that no longer fit), and the count of dropped readings is kept in the file so health can show
+it even after a restart; the log says so at most once a minute, with the count.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +24,8 @@ from collector.model import Quality, Reading
 
 log = logging.getLogger("collector.spool")
 
+DROP_LOG_EVERY = 60.0  # seconds between log lines about dropped readings
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " count INTEGER NOT NULL, body BLOB NOT NULL)",
@@ -30,12 +34,15 @@ _SCHEMA = (
 
 
 def encode(batch: Sequence[Reading]) -> bytes:
-    return json.dumps([[r.machine, r.tag, r.ts, r.value, int(r.quality)] for r in batch],
-                      separators=(",", ":")).encode()
+    """JSON rows [machine, tag, ts, value, quality(, status)]: integers stay exact."""
+    return json.dumps([[r.machine, r.tag, r.ts, r.value, int(r.quality)] if r.status is None
+                       else [r.machine, r.tag, r.ts, r.value, int(r.quality), r.status]
+                       for r in batch], separators=(",", ":")).encode()
 
 
 def decode(body: bytes) -> list[Reading]:
-    return [Reading(m, t, ts, v, Quality(q)) for m, t, ts, v, q in json.loads(body)]
+    return [Reading(row[0], row[1], row[2], row[3], Quality(row[4]),
+                    row[5] if len(row) > 5 else None) for row in json.loads(body)]
 
 
 class SpoolError(RuntimeError):
@@ -45,9 +52,12 @@ class SpoolError(RuntimeError):
 class Spool:
     """Append-only batches with a size cap; every call runs on one private thread."""
 
-    def __init__(self, path: str | Path, max_size: int):
+    def __init__(self, path: str | Path, max_size: int, drop: str = "oldest"):
         self.path = Path(path)
         self.max_size = max_size
+        self.drop_newest = drop == "newest"
+        self._unlogged = 0  # dropped since the last log line
+        self._logged_at: float | None = None
         self.backlog = 0  # readings waiting to be replayed
         self.batches = 0
         self.dropped = 0  # readings dropped because the cap was reached (ever)
@@ -90,6 +100,10 @@ class Spool:
 
     def _append(self, body: bytes, count: int) -> None:
         conn = self._require()
+        if self.drop_newest and self.batches and \
+                self._used_bytes(conn) + len(body) > self.max_size:
+            self._count_dropped(conn, count)  # what is spooled already stays
+            return
         conn.execute("INSERT INTO batches (count, body) VALUES (?, ?)", (count, body))
         self.backlog += count
         self.batches += 1
@@ -103,7 +117,6 @@ class Spool:
         return int((pages - free) * size)
 
     def _enforce_cap(self, conn: sqlite3.Connection) -> None:
-        dropped = 0
         while self.batches > 1 and self._used_bytes(conn) > self.max_size:
             rows = conn.execute("SELECT id, count FROM batches ORDER BY id LIMIT 16").fetchall()
             if len(rows) >= self.batches:
@@ -113,17 +126,26 @@ class Spool:
             conn.execute("BEGIN")
             conn.execute(f"DELETE FROM batches WHERE id <= {int(rows[-1][0])}")
             n = sum(count for _, count in rows)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
+            self._count_dropped(conn, n)
             conn.execute("COMMIT")
             self.batches -= len(rows)
             self.backlog -= n
-            self.dropped += n
-            dropped += n
-        if dropped:
-            log.warning("spool %s is full (cap %d bytes): dropped the oldest %d readings "
-                        "(%d dropped in total)", self.path, self.max_size, dropped, self.dropped)
+
+    def _count_dropped(self, conn: sqlite3.Connection, n: int) -> None:
+        """Count `n` dropped readings in the file and here; log at most once a minute."""
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
+        self.dropped += n
+        self._unlogged += n
+        now = time.monotonic()
+        if self._logged_at is None or now - self._logged_at >= DROP_LOG_EVERY:
+            since = "" if self._logged_at is None else f" in the last {now - self._logged_at:.0f} s"
+            log.warning("spool %s is full (cap %d bytes): dropped the %s %d readings%s "
+                        "(%d dropped in total)", self.path, self.max_size,
+                        "newest" if self.drop_newest else "oldest", self._unlogged, since,
+                        self.dropped)
+            self._logged_at, self._unlogged = now, 0
 
     async def peek(self, max_readings: int) -> list[tuple[int, list[Reading]]]:
         """The oldest batches, at least one, up to about `max_readings` readings."""
