@@ -138,7 +138,8 @@ def _load_or_report(args: argparse.Namespace) -> object | None:
 def _report(path: object, exc: ConfigError) -> None:
     for problem in exc.problems:  # every line names the file, as compilers do
         text = str(problem)
-        print(text if repr(str(path)) in text else f"{path}: {text}", file=sys.stderr)
+        named = problem.file is not None or repr(str(path)) in text
+        print(text if named else f"{path}: {text}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
