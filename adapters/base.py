@@ -56,6 +56,9 @@ class AdapterSpec:
     # adds the protocol's commissioning command(s) to `collector`; each sub-parser sets
     # `func=handler` where `handler(args) -> int` returns the exit code
     add_cli: Callable[[argparse._SubParsersAction], None] | None = None
+    # `collector check --explain`: plain sentences on what a tag of this protocol reads,
+    # `explain(source, tag) -> lines`
+    explain: Callable[[SourceConfig, object], list[str]] | None = None
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the config without touching devices")
     _add_config(check)
+    check.add_argument("--explain", action="store_true",
+                       help="also say, per tag, what will be read and where it is written")
     check.set_defaults(func=cmd_check)
 
     db = sub.add_parser("db", help="ledger database maintenance")
@@ -110,6 +112,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for note in deprecated_keys(config):  # accepted, but say what to write today
         print(f"{path}: {note}", file=sys.stderr)
+    if getattr(args, "explain", False):
+        from adapters.base import registry
+        from collector.explain import explain
+
+        explainers = {name: spec.explain for name, spec in registry().items()}
+        for line in explain(config, path, explainers):
+            print(line)
+        print()
     print(summary(*config.counts()))
     return EXIT_OK
 

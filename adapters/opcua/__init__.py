@@ -6,6 +6,7 @@ from adapters.base import AdapterContext, AdapterSpec, register
 
 from .browse import add_cli
 from .config import OpcUaSourceConfig, OpcUaTagConfig
+from .explain import explain_tag
 
 if TYPE_CHECKING:
     from .adapter import OpcUaAdapter
@@ -17,7 +18,8 @@ def _factory(ctx: AdapterContext) -> "OpcUaAdapter":
     return OpcUaAdapter(ctx)
 
 
-SPEC = AdapterSpec(protocol="opcua", config_model=OpcUaSourceConfig, factory=_factory, add_cli=add_cli)
+SPEC = AdapterSpec(protocol="opcua", config_model=OpcUaSourceConfig, factory=_factory, add_cli=add_cli,
+                   explain=explain_tag)
 register(SPEC)
 
 __all__ = ["SPEC", "OpcUaSourceConfig", "OpcUaTagConfig"]
