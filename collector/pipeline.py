@@ -8,7 +8,10 @@
 
 Memory is bounded by `pipeline.queue_size` readings: a batch that does not fit goes straight
 to the spool. A `put(..., wait=True)` returns once its readings are durable (in the ledger or
-the spool); MQTT acknowledges QoS 1 messages only then.
+the spool); MQTT acknowledges QoS 1 messages only then. When the spool cannot be written either
+(its disk is full), batches the writer holds stay queued and are retried; a batch that finds
+the queue full is refused (`wait=True`: the error reaches the caller, who does not
+acknowledge) or, from a polling source, dropped and counted.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self.ledger_ok = True
         self.last_error: str | None = None
+        self.spool_error: str | None = None  # set while the spool cannot be written either
         self._retry = Backoff(RETRY_MIN, RETRY_MAX)  # between write attempts while failing
         # counters
         self.received = 0
@@ -117,6 +121,8 @@ class Pipeline:
         self.spooled = 0  # readings sent to the spool because a write failed
         self.replayed = 0
         self.write_errors = 0
+        self.spool_errors = 0
+        self.lost = 0  # readings neither the ledger nor the spool could take (counted as dropped)
         self.last_write_seconds = 0.0
         self.write_seconds_total = 0.0
         self.batches_written = 0
@@ -133,8 +139,13 @@ class Pipeline:
             return
         if self.queued + len(kept) > self.config.queue_size:
             # the writer is behind: keep memory bounded and the readings safe on disk
-            self.spilled += len(kept)
-            await self.spool.append(kept)
+            if await self._to_spool(kept):
+                self.spilled += len(kept)
+                return
+            if wait:
+                raise OSError(f"neither the ledger nor the spool can take readings now: "
+                              f"{self.spool_error}")
+            self.lost += len(kept)
             return
         done = asyncio.get_running_loop().create_future() if wait else None
         first = not self._queue
@@ -202,8 +213,10 @@ class Pipeline:
             except Exception as exc:  # never let the writer die: the spool is the safety net
                 log.exception("pipeline writer error: %s", exc)
                 await asyncio.sleep(0.5)
-            if self._stopping and not self._queue:
-                return
+            if self._stopping and (not self._queue or self.spool_error is not None):
+                return  # (stop() tries the spool once more with what is left)
+            if self.spool_error is not None and self._queue:
+                await asyncio.sleep(max(interval, 0.1))  # nowhere to put them yet: no spinning
 
     async def _cycle(self) -> None:
         if self.spool.backlog and not self._retry.retry_in:
@@ -211,12 +224,13 @@ class Pipeline:
         while self._queue:
             entries = self._take(self.config.batch_size)
             batch = _concat(e.readings for e in entries)
-            if self.ledger_ok or self._stopping:
-                if not await self._write(batch):
-                    await self.spool.append(batch)
-                    self.spooled += len(batch)
-            else:
-                await self.spool.append(batch)
+            # with the spool failing too, the ledger is tried again once its retry is due
+            try_ledger = self.ledger_ok or self._stopping or (
+                self.spool_error is not None and not self._retry.retry_in)
+            if not (try_ledger and await self._write(batch)):
+                if not await self._to_spool(batch):
+                    self._requeue(entries)  # kept in memory (bounded) until one can take it
+                    break
                 self.spooled += len(batch)
             for e in entries:
                 if e.done is not None and not e.done.done():
@@ -276,6 +290,32 @@ class Pipeline:
             if self.queued >= self.config.batch_size and not self._stopping:
                 return  # live data first; the replay goes on next cycle
 
+    async def _to_spool(self, batch: list[Reading] | Sequence[Reading]) -> bool:
+        """Append to the spool; False (counted, logged once until it works again) when its
+        disk cannot take the batch either."""
+        try:
+            await self.spool.append(batch)
+        except Exception as exc:
+            self.spool_errors += 1
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if self.spool_error is None:
+                log.error("the spool cannot take readings either (%s); holding them in memory "
+                          "up to pipeline.queue_size and retrying", message)
+            self.spool_error = message
+            return False
+        if self.spool_error is not None:
+            log.info("spool writable again")
+            self.spool_error = None
+        return True
+
+    def _requeue(self, entries: list[_Entry]) -> None:
+        """Put taken entries back at the front, in their order."""
+        for entry in reversed(entries):
+            self._queue.appendleft(entry)
+            self.queued += len(entry.readings)
+            if entry.done is not None:
+                self._waiters += 1
+
     def _take(self, limit: int) -> list[_Entry]:
         taken: list[_Entry] = []
         count = 0
@@ -292,11 +332,20 @@ class Pipeline:
         while self._queue:
             entries = self._take(self.config.batch_size)
             batch = _concat(e.readings for e in entries)
-            await self.spool.append(batch)
-            self.spooled += len(batch)
+            if await self._to_spool(batch):
+                self.spooled += len(batch)
+                error = None
+            else:  # shutting down with nowhere to put them: counted, and not acknowledged
+                self.lost += len(batch)
+                error = OSError(f"readings could not be stored: {self.spool_error}")
+                log.error("shutting down with %d readings neither the ledger nor the spool "
+                          "could take (%s)", len(batch), self.spool_error)
             for e in entries:
                 if e.done is not None and not e.done.done():
-                    e.done.set_result(None)
+                    if error is None:
+                        e.done.set_result(None)
+                    else:
+                        e.done.set_exception(error)
 
     async def _drain_all(self) -> None:
         self._flush_now = True
@@ -317,9 +366,12 @@ class Pipeline:
             "spilled": self.spilled,
             "spooled": self.spooled,
             "replayed": self.replayed,
-            "dropped": self.spool.dropped,
+            "dropped": self.spool.dropped + self.lost,
             "write_errors": self.write_errors,
-            "last_error": self.last_error,
+            "spool_ok": self.spool_error is None,
+            "spool_errors": self.spool_errors,
+            "last_error": "; ".join(e for e in (
+                self.last_error, self.spool_error and f"spool: {self.spool_error}") if e) or None,
             "last_write_seconds": round(self.last_write_seconds, 6),
         }
 

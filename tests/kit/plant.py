@@ -99,7 +99,8 @@ class Plant:
 
     # the config ------------------------------------------------------------------------
     def config(self, ledger_url: str, spool: Path, api_port: int, *, interval: str = "100ms",
-               flush: str = "200ms", extra: str = "", production: bool = True) -> str:
+               flush: str = "200ms", extra: str = "", production: bool = True,
+               queue_size: int = 100_000) -> str:
         tags = "\n".join(
             f"          - {{name: h{i}, register: holding, address: {i}, type: uint16}}"
             for i in range(1, self.modbus_tags))
@@ -119,6 +120,7 @@ spool:
   path: {spool}
 pipeline:
   flush_interval: {flush}
+  queue_size: {queue_size}
 api:
   port: {api_port}
   workers: 0
