@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 from asyncua import Client, ua
@@ -83,6 +85,10 @@ def handler(args: argparse.Namespace) -> int:
         where = "--" + str(err["loc"][0]).replace("_", "-") + ": " if err["loc"] else ""
         print(f"error: {where}{err.get('ctx', {}).get('error', err['msg'])}", file=sys.stderr)
         return 2
+    # the library's own warnings (session timeouts it adjusted, unknown types) are not the
+    # technician's business here; real failures come back as one error line
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"asyncua(\.|$)")
     try:
         return asyncio.run(_browse(source, start, args.depth))
     except KeyboardInterrupt:
@@ -234,7 +240,10 @@ def _print_tags(root: Entry) -> None:
     variables: list[Entry] = []
 
     def collect(e: Entry) -> None:
-        if e.node_class == ua.NodeClass.Variable and e.data_type and "not storable" not in e.value:
+        # namespace 0 is the OPC UA standard's own (server status, aliases, diagnostics):
+        # shown in the tree, never offered as a machine's tag
+        if e.node_class == ua.NodeClass.Variable and e.data_type and "not storable" not in e.value \
+                and e.node_id.NamespaceIndex != 0:
             variables.append(e)
         for c in e.children:
             collect(c)

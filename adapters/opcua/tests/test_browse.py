@@ -73,3 +73,11 @@ def test_bad_options_are_one_line(capsys, argv: list[str], message: str) -> None
 def test_unknown_start_node(opc_server, capsys) -> None:
     code, _, err = run_browse(capsys, "--endpoint", opc_server.url, "--node", "ns=2;s=Nope")
     assert code == 1 and err == f"error: node ns=2;s=Nope does not exist on {opc_server.url}\n"
+
+
+def test_tag_lines_offer_no_server_internals_and_nothing_on_stderr(opc_server, capsys) -> None:
+    code, out, err = run_browse(capsys, "--endpoint", opc_server.url, "--depth", "4")
+    assert (code, err) == (0, "")
+    tags = yaml.safe_load(out[out.index("\ntags:"):])["tags"]
+    assert tags and all(not t["node"].startswith("i=") for t in tags), tags  # namespace 0
+    assert not any("aliases" in t["name"] or "lastchange" in t["name"] for t in tags)
