@@ -176,8 +176,9 @@ class Runtime:
         if self.config.api.enabled and self._make_api is not None:
             self.api = self._make_api(self)
             await self.api.start()
-        log.info("collector box %r running: %d machines, %d sources, %d tags",
-                 self.config.box, *self.config.counts())
+        from collector.cli import summary  # the one place counts are worded
+
+        log.info("collector box %r running: %s", self.config.box, summary(*self.config.counts()))
 
     async def stop(self) -> None:
         """Stop sources, write or spool everything held, close the ledger; idempotent."""
