@@ -6,14 +6,15 @@ import json
 import weakref
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from api.boundary import LedgerView, RuntimeView
 from api.deps import require_key, runtime
 from api.lookup import machine_series, unknown_machine
-from api.output import QUALITY, value_json
+from api.output import QUALITY, status_json, value_json
 from api.params import ts_text
 from api.schemas import ERRORS, LatestList, Machine, MachineList
 from collector.ledger import Series
@@ -69,9 +70,20 @@ _latest_cache: weakref.WeakKeyDictionary[LedgerView, dict[str, tuple[int, list[S
 
 
 @router.get("/{machine_id}/latest", response_model=LatestList,
-            summary="The newest reading of every tag of a machine")
-async def latest(machine_id: str, rt: RuntimeView = Depends(runtime)) -> Response:
+            summary="The newest reading of every tag of a machine",
+            response_model_exclude_none=True)
+async def latest(
+    machine_id: str,
+    int_as: Literal["number", "string"] = Query(
+        "number", description="string: integers as strings of their digits (for JavaScript, "
+        "whose numbers lose precision past 2^53); number: exact JSON numbers"),
+    rt: RuntimeView = Depends(runtime),
+) -> Response:
     series = await machine_series(rt, machine_id)
+    if int_as == "string":  # not cached: dashboards poll the default
+        rows = await rt.ledger.latest.rows([x.id for x in series])
+        return Response(latest_body(series, rows, ints_as_text=True),
+                        media_type="application/json")
     # Dashboards poll this, often several at once, many times per commit. For a machine of
     # this collector's config only this process writes its readings (the ledger's machine
     # claim), so the answer stays right until the ledger's change count moves.
@@ -87,16 +99,22 @@ async def latest(machine_id: str, rt: RuntimeView = Depends(runtime)) -> Respons
     return Response(body, media_type="application/json")
 
 
-def latest_body(series: Sequence[Series], rows: list[Row]) -> bytes:
-    """The `LatestList` of `series` from their newest rows (series_id, ts, value, text,
-    quality), by series id. Written as text directly: dashboards poll this endpoint most."""
+def latest_body(series: Sequence[Series], rows: list[Row], ints_as_text: bool = False) -> bytes:
+    """The `LatestList` of `series` from their newest rows (`Row`), by series id; integers as
+    strings with `ints_as_text`. Written as text directly: dashboards poll this endpoint
+    most."""
     by_id = {x.id: x for x in series}
     items = ",".join([
         f'{_tag_json(by_id[sid].tag)}{ts_text(ts)}",'
-        f'"value":{value_json(value, text, by_id[sid].kind)},"quality":"{QUALITY[quality]}",'
-        f'"unit":{_unit_json(by_id[sid].unit)}}}'
-        for sid, ts, value, text, quality in sorted(rows)])
+        f'"value":{value_json(value, text, by_id[sid].kind, value_int, ints_as_text)},'
+        f'"quality":"{QUALITY[quality]}","unit":{_unit_json(by_id[sid].unit)}'
+        f'{status_json(status)}}}'
+        for sid, ts, value, text, quality, value_int, status in sorted(rows, key=_first)])
     return ('{"items":[' + items + "]}").encode()
+
+
+def _first(row: Row) -> int:
+    return row[0]
 
 
 @lru_cache(maxsize=65_536)

@@ -22,21 +22,41 @@ from fastapi.responses import StreamingResponse
 
 from api.params import ts_text
 from collector.ledger.aggregates import BucketStats
+from collector.ledger.exact import exact_value
 from collector.ledger.pages import PageColumns
+from collector.ledger.statuses import status_name
 
 CSV_TYPE = "text/csv; charset=utf-8"
 QUALITY = ("good", "uncertain", "bad")
 
 
-def value_json(value: float | None, text: str | None, kind: str | None) -> str:
-    """A stored value as JSON text, as `collector.ledger.pages.present` shows it."""
+def value_json(value: float | None, text: str | None, kind: str | None,
+               value_int: int | bytes | None = None, ints_as_text: bool = False) -> str:
+    """A stored value as JSON text, as `collector.ledger.pages.present` shows it; an integer
+    reading's exact value (a JSON string of its digits with `ints_as_text`)."""
     if text is not None:
         return json.dumps(text, ensure_ascii=False)
+    if value_int is not None:
+        digits = str(exact_value(value, value_int))
+        return f'"{digits}"' if ints_as_text else digits
     if value is None or not math.isfinite(value):
         return "null"
     if kind == "bool":
         return "false" if value == 0.0 else "true"
     return repr(float(value))
+
+
+def status_json(status: int | None) -> str:
+    """`,"status":"<name>","status_code":<code>` of a reading with a status code, else ""."""
+    if status is None:
+        return ""
+    return f',"status":{json.dumps(status_name(status))},"status_code":{status}'
+
+
+def ints_as_strings(values: Sequence[Any]) -> list[Any]:
+    """The values with each integer (and the digits of a wide one) as text."""
+    return [str(v) if v.__class__ is int else v.decode() if v.__class__ is bytes else v
+            for v in values]
 
 
 class _MinuteText(dict[int, bytes]):
@@ -68,10 +88,13 @@ def ts_texts(tss: Sequence[int]) -> Iterable[bytes]:
 
 
 def _value_bytes(value: Any) -> bytes:
-    """One value as JSON (number, text or null; NaN and infinity as null)."""
+    """One value as JSON (number, text or null; NaN and infinity as null); the digits of a
+    wide integer (`collector.ledger.exact`) are its JSON number."""
+    if value.__class__ is bytes:
+        return value
     try:
         return orjson.dumps(value)
-    except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate): escaped
+    except orjson.JSONEncodeError:  # text orjson refuses (a lone surrogate), an int past 64 bits
         return json.dumps(value).encode()
 
 
@@ -82,12 +105,15 @@ def _bool_bytes(value: Any) -> bytes:
     return _value_bytes(value)
 
 
-def value_texts(values: Sequence[Any], bools: Iterable[bool] | None = None) -> list[bytes]:
+def value_texts(values: Sequence[Any], bools: Iterable[bool] | None = None,
+                ints_as_text: bool = False) -> list[bytes]:
     """Each value (number, text or None) as JSON, the same text `value_json` gives but with
     floats with the shortest digits that read back exactly, as repr() finds them, from
     orjson (small numbers may be written 1e-7 or 0.00001 where repr writes 1e-07 or
-    1e-05, the same double).
+    1e-05, the same double); integers exactly, as strings with `ints_as_text`.
     `bools` marks the values of bool series, shown as false/true."""
+    if ints_as_text:
+        values = ints_as_strings(values)
     if bools is not None:
         return [_bool_bytes(v) if b else _value_bytes(v) for v, b in zip(values, bools, strict=False)]  # bools may repeat
     if not values:
@@ -98,16 +124,26 @@ def value_texts(values: Sequence[Any], bools: Iterable[bool] | None = None) -> l
             return texts
     except orjson.JSONEncodeError:
         pass
-    return list(map(_value_bytes, values))  # a text holds a comma, or orjson refused one
+    return list(map(_value_bytes, values))  # a text holds a comma, or orjson refused one (the
+    # digits of a wide integer, bytes, among them)
 
 
 QUALITY_TAILS = [f',"quality":"{q}"}}'.encode() for q in QUALITY]
 
 
-def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -> list[bytes]:
-    """The pieces of `{"machine":..,"tag":..,"ts":..,"value":..,"quality":..}` items of a page,
-    separated by commas; `heads` is each series' b'{"machine":"m","tag":"t","ts":"'. Every
-    column is turned to text in one pass of C code, not an f-string per row."""
+def quality_tail(quality: int, status: int | None) -> bytes:
+    """The end of an item: its quality and, when it has one, its status."""
+    if status is None:
+        return QUALITY_TAILS[quality]
+    return f',"quality":"{QUALITY[quality]}"{status_json(status)}}}'.encode()
+
+
+def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int],
+                  ints_as_text: bool = False) -> list[bytes]:
+    """The pieces of `{"machine":..,"tag":..,"ts":..,"value":..,"quality":..}` items of a page
+    (and `"status"`, `"status_code"` where a reading has them), separated by commas; `heads`
+    is each series' b'{"machine":"m","tag":"t","ts":"'. Every column is turned to text in one
+    pass of C code, not an f-string per row."""
     n = len(page)
     if not n:
         return []
@@ -117,18 +153,22 @@ def reading_items(page: PageColumns, heads: dict[int, bytes], bools: set[int]) -
     else:
         row_heads = map(heads.__getitem__, page.series_ids)
         flags = map(bools.__contains__, page.series_ids) if bools else None
+    tails = (map(QUALITY_TAILS.__getitem__, page.qualities) if page.statuses is None
+             else map(quality_tail, page.qualities, page.statuses))
     pieces = list(chain.from_iterable(zip(
         repeat(b","), row_heads, ts_texts(page.ts), repeat(b'","value":'),
-        value_texts(page.values, flags), map(QUALITY_TAILS.__getitem__, page.qualities))))
+        value_texts(page.values, flags, ints_as_text), tails)))
     del pieces[0]  # no comma before the first item
     return pieces
 
 
-def bucket_items(buckets: Sequence[BucketStats], heads: dict[int, bytes]) -> list[bytes]:
+def bucket_items(buckets: Sequence[BucketStats], heads: dict[int, bytes],
+                 ints_as_text: bool = False) -> list[bytes]:
     """The pieces of `{"machine":..,"tag":..,"start":..,"count":..,"min":..,"max":..,
     "avg":..,"last":..}` items of aggregate buckets (`BucketStats`), separated by commas;
     `heads` is each series' b'{"machine":"m","tag":"t","start":"'. Column by column in C
-    code, as `reading_items`; min/max/avg/last that are NaN or infinite show as null."""
+    code, as `reading_items`; min/max/avg/last that are NaN or infinite show as null; with
+    `ints_as_text` an integer min, max or last is a string of its digits."""
     if not buckets:
         return []
 
@@ -138,10 +178,10 @@ def bucket_items(buckets: Sequence[BucketStats], heads: dict[int, bytes]) -> lis
     pieces = list(chain.from_iterable(zip(
         repeat(b","), map(heads.__getitem__, column("series_id")), ts_texts(column("start")),
         repeat(b'","count":'), value_texts(column("count")),
-        repeat(b',"min":'), value_texts(column("min")),
-        repeat(b',"max":'), value_texts(column("max")),
+        repeat(b',"min":'), value_texts(column("min"), None, ints_as_text),
+        repeat(b',"max":'), value_texts(column("max"), None, ints_as_text),
         repeat(b',"avg":'), value_texts(column("avg")),
-        repeat(b',"last":'), value_texts(column("last")), repeat(b"}"))))
+        repeat(b',"last":'), value_texts(column("last"), None, ints_as_text), repeat(b"}"))))
     del pieces[0]  # no comma before the first item
     return pieces
 
@@ -149,6 +189,8 @@ def bucket_items(buckets: Sequence[BucketStats], heads: dict[int, bytes]) -> lis
 def csv_cell(value: Any) -> Any:
     if value is None:
         return ""
+    if value.__class__ is bytes:  # the digits of a wide integer
+        return value.decode()
     if value is True:
         return "true"
     if value is False:

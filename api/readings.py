@@ -40,6 +40,7 @@ from api.params import (
 from api.schemas import ERRORS, AggregateList, ReadingPage
 from collector.ledger import BucketStats, Series
 from collector.ledger.pages import PageQuery, Point
+from collector.ledger.statuses import status_name
 
 router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
                    dependencies=[Depends(require_key)], responses=ERRORS)
@@ -47,7 +48,7 @@ router = APIRouter(prefix="/api/v1/readings", tags=["readings"],
 MAX_JSON_BUCKETS = 1_000_000
 CSV_PART = 20_000  # readings a worker writes out as CSV at a time
 # the CSV columns: the fields of a ReadingItem and of an AggregateItem
-READING_COLUMNS = ("machine", "tag", "ts", "value", "quality")
+READING_COLUMNS = ("machine", "tag", "ts", "value", "quality", "status", "status_code")
 AGGREGATE_COLUMNS = ("machine", "tag", "start", "count", "min", "max", "avg", "last")
 _CSV = {"content": {CSV_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
         "description": "with format=csv: a header row, then one row per item"}
@@ -58,6 +59,10 @@ TagQ = Query(None, description="tag name; repeat (or comma-separate) for several
 StartQ = Query(None, description="RFC 3339 (Z or offset) or epoch ms; default end - 1h")
 EndQ = Query(None, description="RFC 3339 (Z or offset) or epoch ms, exclusive; default now")
 FormatQ = Query("json", description="json, or csv for a streamed text/csv download")
+IntAsQ = Query("number", description="number (default): integers as exact JSON numbers, to 64 "
+               "bits and beyond; string: integers as strings of their digits, for JavaScript, "
+               "whose numbers lose precision past 2^53 (CSV is text either way)")
+IntAs = Literal["number", "string"]
 
 
 def _file(machine: str, kind: str) -> str:
@@ -71,7 +76,7 @@ def _heads(machine: str, names: Mapping[int, str], time_field: str) -> dict[int,
 
 
 @router.get("", response_model=ReadingPage, summary="Raw readings, oldest first, paged",
-            responses={200: _CSV})
+            responses={200: _CSV}, response_model_exclude_none=True)
 async def get_readings(
     machine: str = MachineQ,
     tag: list[str] | None = TagQ,
@@ -80,6 +85,7 @@ async def get_readings(
     limit: int = Query(LIMIT_DEFAULT, ge=1, le=LIMIT_MAX, description="rows per page"),
     cursor: str | None = Query(None, description="the `next` of the previous page"),
     format: Literal["json", "csv"] = FormatQ,
+    int_as: IntAs = IntAsQ,
     rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
@@ -92,15 +98,16 @@ async def get_readings(
                                    limit, after)
     heads = _heads(machine, names, "ts")
     bools = {x.id for x in series if x.kind == "bool"}
-    body = await offload.answer(limit, page_body, machine, tags, heads, bools, s, e, limit, after)
+    body = await offload.answer(limit, page_body, machine, tags, heads, bools, s, e, limit, after,
+                                int_as == "string")
     return Response(body, media_type="application/json")
 
 
 async def page_body(ledger: LedgerView, machine: str, tags: list[str], heads: dict[int, bytes],
                     bools: set[int], s: int, e: int, limit: int,
-                    after: tuple[int, int] | None) -> bytes:
+                    after: tuple[int, int] | None, ints_as_text: bool = False) -> bytes:
     """The `ReadingPage` of the series in `heads` (in a worker process when there are any:
-    `api.offload`)."""
+    `api.offload`); integers as strings with `ints_as_text`."""
     page = await ledger.pages.columns(PageQuery(tuple(heads), s, e, limit + 1, after))
     next_cursor = None
     if len(page) > limit:
@@ -111,15 +118,19 @@ async def page_body(ledger: LedgerView, machine: str, tags: list[str], heads: di
         if i:
             await asyncio.sleep(0)  # let the sources and the writer have a turn
             parts.append(b",")
-        parts += reading_items(page.slice(i, i + CHUNK_ROWS), heads, bools)
+        parts += reading_items(page.slice(i, i + CHUNK_ROWS), heads, bools, ints_as_text)
     parts.append(b'],"next":' + json.dumps(next_cursor).encode() + b"}")
     return b"".join(parts)
 
 
 def reading_lines(machine: str, names: Mapping[int, str], points: Sequence[Point]) -> str:
     """CSV rows of `points`, under `READING_COLUMNS`."""
-    return csv_text([(machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label)
-                     for p in points])
+    return csv_text([(machine, names[p.series_id], ts_text(p.ts), p.value, p.quality.label,
+                      *_status_cells(p.status)) for p in points])
+
+
+def _status_cells(status: int | None) -> tuple[str | None, int | None]:
+    return (None, None) if status is None else (status_name(status), status)
 
 
 async def _readings_csv(ledger: LedgerView, offload: Offload, machine: str, tags: list[str],
@@ -195,6 +206,7 @@ async def get_aggregate(
     tz: str | None = Query(None, description="IANA time zone (Europe/Berlin) that buckets, "
                            "day buckets above all, are aligned to; default UTC"),
     format: Literal["json", "csv"] = FormatQ,
+    int_as: IntAs = IntAsQ,
     rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
@@ -240,7 +252,7 @@ async def get_aggregate(
             "a larger bucket or a shorter range, or use format=csv")
     heads = _heads(machine, names, "start")
     body = await offload.answer(per_series * len(series), aggregate_body, series, s, e,
-                                bucket_us, zone, heads)
+                                bucket_us, zone, heads, int_as == "string")
     return Response(body, media_type="application/json")
 
 
@@ -258,16 +270,17 @@ async def aggregate_csv(ledger: LedgerView, machine: str, series: list[Series],
 
 
 async def aggregate_body(ledger: LedgerView, series: list[Series], s: int, e: int,
-                         bucket_us: int, zone: ZoneInfo | None, heads: dict[int, bytes]) -> bytes:
+                         bucket_us: int, zone: ZoneInfo | None, heads: dict[int, bytes],
+                         ints_as_text: bool = False) -> bytes:
     """The `AggregateList` of `series` (in a worker process when there are any:
-    `api.offload`)."""
+    `api.offload`); integers as strings with `ints_as_text`."""
     parts = [b'{"items":[']
     first = True
     async for window in aggregate_windows(ledger, series, s, e, bucket_us, zone):
         for i in range(0, len(window), CHUNK_ROWS):
             if i:
                 await asyncio.sleep(0)  # let the sources and the writer have a turn
-            items = bucket_items(window[i:i + CHUNK_ROWS], heads)
+            items = bucket_items(window[i:i + CHUNK_ROWS], heads, ints_as_text)
             if items:
                 if not first:
                     parts.append(b",")

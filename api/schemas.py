@@ -16,6 +16,11 @@ def _example(example: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
 
 
+_STATUS = ("the source's status of the reading by name (an OPC UA StatusCode such as "
+           "BadSensorFailure), only on readings whose source gave one other than Good")
+_STATUS_CODE = "the same status as its number (OPC UA StatusCode, 32 bits)"
+
+
 class Error(BaseModel):
     """Every 4xx answer: one sentence saying which parameter and what is accepted."""
 
@@ -45,9 +50,13 @@ class LatestValue(BaseModel):
                              "value": 12.5, "quality": "good", "unit": "A"})
     tag: str
     ts: str = Field(description="RFC 3339 UTC with milliseconds")
-    value: Value = Field(description="number, true/false, text, or null when quality is bad")
+    value: Value = Field(description="number (an integer exact to 64 bits; a string of its "
+                         "digits with int_as=string), true/false, text, or null when quality "
+                         "is bad")
     quality: str = Field(description="good | uncertain | bad")
     unit: str | None
+    status: str | None = Field(None, description=_STATUS)
+    status_code: int | None = Field(None, description=_STATUS_CODE)
 
 
 class LatestList(BaseModel):
@@ -85,8 +94,11 @@ class ReadingItem(BaseModel):
     machine: str
     tag: str
     ts: str
-    value: Value
+    value: Value = Field(description="number (an integer exact to 64 bits; a string of its "
+                         "digits with int_as=string), true/false, text, or null")
     quality: str
+    status: str | None = Field(None, description=_STATUS)
+    status_code: int | None = Field(None, description=_STATUS_CODE)
 
 
 class ReadingPage(BaseModel):
@@ -107,8 +119,9 @@ class AggregateItem(BaseModel):
     tag: str
     start: str = Field(description="start of the bucket, RFC 3339 UTC")
     count: int = Field(description="readings in the bucket, bad ones included")
-    min: float | None = Field(description="over numeric values; null for text tags")
-    max: float | None
+    min: int | float | str | None = Field(description="over numeric values, integers exact "
+                                          "(strings with int_as=string); null for text tags")
+    max: int | float | str | None
     avg: float | None
     last: Value = Field(description="the newest reading's value in the bucket")
 

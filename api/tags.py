@@ -16,6 +16,7 @@ from api.offload import Offload
 from api.output import QUALITY_TAILS, ts_texts, value_texts
 from api.schemas import ERRORS, TagList
 from collector.ledger import Series
+from collector.ledger.exact import exact_value
 from collector.ledger.pages import Row
 
 router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(require_key)],
@@ -64,7 +65,9 @@ def _latest_texts(rows: list[Row], bools: set[int]) -> dict[int, bytes]:
     in C code (`api.output.value_texts`)."""
     if not rows:
         return {}
-    sids, tss, values, texts, qualities = zip(*rows, strict=True)
+    sids, tss, values, texts, qualities, ints, _statuses = zip(*rows, strict=True)
+    if ints.count(None) != len(ints):  # the exact integers
+        values = tuple(map(exact_value, values, ints))
     if texts.count(None) != len(texts):  # text first, as `present` shows it
         values = tuple(v if t is None else t for v, t in zip(values, texts, strict=True))
     flags = map(bools.__contains__, sids) if bools else None

@@ -48,6 +48,7 @@ class Reading(NamedTuple):
     ts: int  # microseconds since the epoch, UTC
     value: Value
     quality: Quality = GOOD
+    status: int | None = None  # the source's own status code (OPC UA StatusCode) unless plain good
 
 
 def now_us() -> int:

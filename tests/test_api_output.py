@@ -106,13 +106,15 @@ def test_page_order_is_restored_when_rows_come_out_of_order() -> None:
     keys = sorted({(rng.randrange(100), rng.randrange(1, 4)) for _ in range(300)})
     shuffled = keys[:]
     rng.shuffle(shuffled)
-    ts, sids, values, qualities = in_page_order(
+    ts, sids, values, qualities, statuses = in_page_order(
         [k[0] for k in shuffled], [k[1] for k in shuffled],
-        [float(k[0] * 10 + k[1]) for k in shuffled], [k[1] % 3 for k in shuffled])
+        [float(k[0] * 10 + k[1]) for k in shuffled], [k[1] % 3 for k in shuffled],
+        [k[0] if k[1] == 2 else None for k in shuffled])
     assert list(zip(ts, sids, strict=True)) == keys
     assert values == [float(t * 10 + s) for t, s in keys]
     assert qualities == [s % 3 for _, s in keys]
-    in_order = ([1, 1, 2], [1, 2, 1], [0.5, None, "x"], [0, 1, 2])
+    assert statuses == [t if s == 2 else None for t, s in keys]
+    in_order = ([1, 1, 2], [1, 2, 1], [0.5, None, "x"], [0, 1, 2], [None, 2156724224, None])
     assert in_page_order(*in_order) == in_order  # type: ignore[arg-type]
 
 

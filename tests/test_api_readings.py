@@ -158,7 +158,8 @@ async def test_csv_is_the_json_as_text(api_env) -> None:
     for row, item in zip(rows, items, strict=True):
         value = item["value"]
         shown = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-        assert row == {**{k: str(v) for k, v in item.items()}, "value": shown}
+        assert row == {**{k: str(v) for k, v in item.items()}, "value": shown, "status": "",
+                       "status_code": ""}
     # paging works in CSV too, through the X-Next-Cursor header
     collected: list[dict[str, str]] = []
     cursor = None
@@ -173,7 +174,7 @@ async def test_csv_is_the_json_as_text(api_env) -> None:
     # an empty range still has the header row
     r = await client.get(URL, params={"machine": "press07", "start": ms(T0 - 10 * S),
                                       "end": ms(T0), "format": "csv"})
-    assert r.text.strip() == "machine,tag,ts,value,quality"
+    assert r.text.strip() == "machine,tag,ts,value,quality,status,status_code"
 
 
 async def test_non_finite_floats_are_null(api_env) -> None:

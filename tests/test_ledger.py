@@ -199,8 +199,8 @@ async def rollup_rows(ledger: Ledger) -> tuple[list[tuple[object, ...]], list[tu
 
     kept = "SELECT * FROM readings_1m ORDER BY series_id, minute"
     rebuilt = (
-        "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text "
-        "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
+        "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text,"
+        " r.value_int FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
         " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
         " FROM readings GROUP BY series_id, ts - ts % 60000000) g "
         "JOIN readings r ON r.series_id = g.series_id AND r.ts = g.last_ts ORDER BY 1, 2")

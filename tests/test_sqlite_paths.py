@@ -74,7 +74,7 @@ async def test_batches_commit_while_the_loop_is_busy(tmp_path: Path) -> None:
     stats = await ledger.aggregates.buckets(series, T0, T0 + 20_000 * S, 86_400 * S)
     assert sum(b.count for b in stats) == 100_000
     latest = await ledger.latest.rows([s.id for s in series])
-    assert {(ts, value) for _sid, ts, value, _t, _q in latest} == {(T0 + 19_999 * S, 3_999.0)}
+    assert {(ts, value) for _sid, ts, value, _t, _q, _i, _st in latest} == {(T0 + 19_999 * S, 3_999.0)}
     await ledger.close()
 
 
@@ -166,7 +166,7 @@ async def test_a_held_write_lock_is_waited_out_without_blocking_the_loop(
     tick_task.cancel()
     await ledger.write([Reading("press07", "current", T0 + 2 * S, 3.0)])
     rows = await ledger.latest.rows([s.id for s in await ledger.catalogue.series("press07")])
-    assert [(ts, value) for _sid, ts, value, _t, _q in rows] == [(T0 + 2 * S, 3.0)]
+    assert [(ts, value) for _sid, ts, value, _t, _q, _i, _st in rows] == [(T0 + 2 * S, 3.0)]
     await ledger.close()
 
 

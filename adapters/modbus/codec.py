@@ -131,14 +131,14 @@ def make_decoder(
             value = unpack(pack(*regs[i : i + 2]))[0]
             found = known(value)
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return found
             return shortest_float32(value) if isfinite(value) else None
 
         def decode_float32_reversed(regs: Sequence[int], i: int) -> Value:
             value = unpack(pack(regs[i + 1], regs[i]))[0]
             found = known(value)
             if found is not None:
-                return found  # type: ignore[no-any-return]
+                return found
             return shortest_float32(value) if isfinite(value) else None
 
         return decode_float32_reversed if words_reversed else decode_float32

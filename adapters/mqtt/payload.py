@@ -147,25 +147,39 @@ def plain_value(raw: bytes) -> Value:
     return number if math.isfinite(number) else text
 
 
+# integers the ledger keeps exactly: int64 and uint64
+_INT_MIN, _INT_END = -(2**63), 2**64
+
+
+def _exact_int(value: int) -> int:
+    if not _INT_MIN <= value < _INT_END:
+        raise PayloadError(f"integer {_short(str(value))} does not fit in 64 bits (from "
+                           f"-2^63 to 2^64-1); send it as a decimal number or text")
+    return value
+
+
 def coerce(value: Any, kind: ValueType) -> Value:
-    """Check a decoded value against the tag's `type`; text holding a number counts as one."""
+    """Check a decoded value against the tag's `type`; text holding a number counts as one.
+    Integers stay exact (to 64 bits, signed or unsigned); larger ones are refused."""
     if kind == "number":
         if isinstance(value, bool):
             raise PayloadError(f"expected a number, got {str(value).lower()}")
         if isinstance(value, int):
-            return value
+            return _exact_int(value)
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise PayloadError(f"expected a finite number, got {value}")
             return value
         if isinstance(value, str):
+            if value.strip().lstrip("+-").isdigit():  # an integer in text: exact, not via a double
+                return _exact_int(int(value))
             try:
                 number = float(value)
             except ValueError:
                 raise PayloadError(f"expected a number, got text {_short(value)!r}") from None
             if not math.isfinite(number):
                 raise PayloadError(f"expected a finite number, got {value!r}")
-            return int(number) if number.is_integer() and value.strip().lstrip("+-").isdigit() else number
+            return number
         raise PayloadError(f"expected a number, got {_kind(value)}")
     if kind == "bool":
         if isinstance(value, bool):
@@ -191,6 +205,8 @@ def coerce(value: Any, kind: ValueType) -> Value:
         raise PayloadError(f"expected a number, true/false or text, got {_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError(f"expected a finite number, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _exact_int(value)
     return value
 
 

@@ -106,7 +106,8 @@ class ReadingMaker:
                 continue
             item = items[handle]
             status = dv.StatusCode
-            quality = GOOD if status is None or status.value == 0 else quality_of(status)
+            code = None if status is None or status.value == 0 else status.value
+            quality = GOOD if code is None else quality_of(status)
             stamp = dv.SourceTimestamp or dv.ServerTimestamp
             ts = us_from_datetime(stamp) if stamp is not None else received_us
             if ts <= item.floor_ts:
@@ -118,7 +119,7 @@ class ReadingMaker:
             variant = dv.Value
             for b in item.tags:
                 if quality is BAD:
-                    append(Reading(machine, b.name, ts, None, BAD))
+                    append(Reading(machine, b.name, ts, None, BAD, code))
                     continue
                 try:
                     value = convert(variant, b.index)
@@ -129,9 +130,9 @@ class ReadingMaker:
                 if b.normalise is not None:
                     value = b.normalise(value)
                     if value is None:  # the tag's nan_value (or no value at all)
-                        append(Reading(machine, b.name, ts, None, BAD))
+                        append(Reading(machine, b.name, ts, None, BAD, code))
                         continue
-                append(Reading(machine, b.name, ts, value, quality))
+                append(Reading(machine, b.name, ts, value, quality, code))
         return out
 
     def make_scalars(self, changes: Iterable[Change], received_us: int) -> list[Reading]:
@@ -155,9 +156,10 @@ class ReadingMaker:
                 self._note_status(item, ua.StatusCode(status), quality)  # type: ignore[arg-type]  # asyncua annotates UInt32, takes an int
             if vtype == _FLOAT and value is not None:
                 value = shortest_float32(value)
+            code = status or None  # kept with the reading unless plain good
             for b in item.tags:
                 if quality is BAD:
-                    append(Reading(machine, b.name, ts, None, BAD))
+                    append(Reading(machine, b.name, ts, None, BAD, code))
                 elif b.index is not None:
                     self.on_problem(item, f"tag {b.name!r} ({item.key}): 'index: {b.index}' is set but the "
                                     "node holds a single value; remove 'index'")
@@ -165,9 +167,9 @@ class ReadingMaker:
                 elif b.normalise is not None:
                     normalised = b.normalise(value)
                     append(Reading(machine, b.name, ts, normalised,
-                                   quality if normalised is not None else BAD))
+                                   quality if normalised is not None else BAD, code))
                 else:
-                    append(Reading(machine, b.name, ts, value, quality))
+                    append(Reading(machine, b.name, ts, value, quality, code))
         return out
 
     def _note_status(self, item: Item, status: ua.StatusCode | None, quality: Quality) -> None:

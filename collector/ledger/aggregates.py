@@ -2,17 +2,25 @@
 bucket. Buckets are integer division of `ts`, so SQLite and PostgreSQL give the same answer;
 whole minutes come from the one-minute rollups the writer keeps, the partial minutes at either
 end of a range from the readings.
+
+The SQL works on doubles, exact for integers up to 2^53. A bucket whose doubles may have
+rounded an integer (a value, or a running sum, past 2^53: `exact.may_be_inexact`) is worked
+out again from its readings' exact values in Python integers, which neither wrap nor round.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger.catalogue import Series
+from collector.ledger.exact import exact_value, may_be_inexact
 from collector.ledger.fetch import read_on_driver, read_small
 from collector.ledger.pages import present
 from collector.ledger.rollup import MINUTE
@@ -28,8 +36,8 @@ class BucketStats:
     start: int
     count: int
     values: int
-    min: float | None
-    max: float | None
+    min: float | int | None  # an int when the bucket was worked out exactly
+    max: float | int | None
     avg: float | None
     last: Value
     last_ts: int
@@ -41,7 +49,8 @@ _AGGREGATE_STATS = text(
     " min(value) AS lo, max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts"
     " FROM readings WHERE series_id IN :ids AND ts >= :start AND ts < :end"
     " GROUP BY series_id, bk) "
-    "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, b.mean, r.value, r.text, b.last_ts FROM b "
+    "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, b.mean, r.value, r.text, b.last_ts,"
+    " r.value_int FROM b "
     "JOIN readings r ON r.series_id = b.series_id AND r.ts = b.last_ts "
     "ORDER BY b.bk, b.series_id"
 ).bindparams(bindparam("ids", expanding=True))
@@ -103,9 +112,11 @@ class Aggregates:
                             else await read_on_driver(conn, _MINUTES, ids, a, b))
                     if "bool" not in kinds.values():  # the driver's types are the API's already
                         found += [BucketStats(sid, k, n, nv, lo_v, hi_v, mean,
-                                              value if text_value is None else text_value, last_ts)
-                                  for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts
-                                  in rows]
+                                              value if text_value is None and last_int is None
+                                              else text_value if text_value is not None
+                                              else exact_value(value, last_int), last_ts)
+                                  for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts,
+                                  last_int in rows]
                         continue
                     scale, shift = 1, 0
                 else:
@@ -117,17 +128,82 @@ class Aggregates:
                 found += [
                     BucketStats(sid, int(k) * scale - shift, int(n), int(nv),
                                 lo_v, hi_v, float(mean) if mean is not None else None,
-                                present(kinds[sid], value, text_value), last_ts)
-                    for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts in rows
+                                present(kinds[sid], value, text_value, last_int), last_ts)
+                    for sid, k, n, nv, lo_v, hi_v, mean, value, text_value, last_ts, last_int
+                    in rows
                 ]
-        if len(pieces) == 1:
-            return found
-        merged: dict[tuple[int, int], BucketStats] = {}
-        for row in found:  # a bucket may have parts from the edges and from the rollup
-            key = (row.start, row.series_id)
-            seen = merged.get(key)
-            merged[key] = row if seen is None else merge_stats(seen, row)
-        return [merged[k] for k in sorted(merged)]
+        if len(pieces) > 1:
+            merged: dict[tuple[int, int], BucketStats] = {}
+            for row in found:  # a bucket may have parts from the edges and from the rollup
+                key = (row.start, row.series_id)
+                seen = merged.get(key)
+                merged[key] = row if seen is None else merge_stats(seen, row)
+            found = [merged[k] for k in sorted(merged)]
+        if _any_inexact(found):
+            async with engine.connect() as conn:
+                found = await _exact(conn, found, kinds, start, end, bucket)
+        return found
+
+
+def _any_inexact(found: list[BucketStats]) -> bool:
+    """Whether a bucket may need `_exact`: one bound for all first, in C loops (the usual
+    answer, no), then bucket by bucket."""
+    if not found:
+        return False
+    bounds = [v for v in map(operator.attrgetter("min"), found) if v is not None]
+    bounds += [v for v in map(operator.attrgetter("max"), found) if v is not None]
+    if not bounds:
+        return False
+    largest = max(max(bounds), -min(bounds))
+    if not may_be_inexact(-largest, largest, max(map(operator.attrgetter("values"), found))):
+        return False
+    return any(may_be_inexact(b.min, b.max, b.values) for b in found)
+
+
+async def _exact(conn: AsyncConnection, found: list[BucketStats], kinds: dict[int, str | None],
+                 start: int, end: int, bucket: int) -> list[BucketStats]:
+    """`found` with each bucket whose doubles may have rounded an integer worked out again
+    from its readings (within [start, end)) in exact arithmetic."""
+    out = []
+    for b in found:
+        if not may_be_inexact(b.min, b.max, b.values):
+            out.append(b)
+            continue
+        rows = (await conn.execute(_BUCKET_READINGS, {
+            "sid": b.series_id, "start": max(b.start, start),
+            "end": min(b.start + bucket, end)})).all()
+        out.append(exact_stats(b.series_id, b.start, kinds[b.series_id], rows) or b)
+    return out
+
+
+def exact_stats(series_id: int, start: int, kind: str | None,
+                rows: Sequence[Sequence[Any]]) -> BucketStats | None:
+    """The statistics of one bucket's readings (ts, value, text, value_int), oldest first:
+    integers compared and summed as Python ints (exact, never wrapping); a mean of integers
+    only is their exact sum divided once. None when there are no readings."""
+    if not rows:
+        return None
+    ints: list[int] = []
+    floats: list[float] = []
+    for _ts, value, _text, value_int in rows:
+        if value_int is not None:
+            ints.append(exact_value(value, value_int))  # type: ignore[arg-type]
+        elif value is not None:
+            floats.append(value)
+    numbers: list[float | int] = [*ints, *floats]
+    count = len(numbers)
+    avg = None
+    if count:
+        avg = sum(ints) / count if not floats else (sum(ints) + math.fsum(floats)) / count
+    last_ts, value, text_value, value_int = rows[-1]
+    return BucketStats(series_id, start, len(rows), count,
+                       min(numbers) if numbers else None, max(numbers) if numbers else None,
+                       avg, present(kind, value, text_value, value_int), last_ts)
+
+
+_BUCKET_READINGS = text(
+    "SELECT ts, value, text, value_int FROM readings WHERE series_id = :sid AND ts >= :start"
+    " AND ts < :end ORDER BY ts")
 
 
 def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
@@ -146,8 +222,8 @@ def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
 
 _MINUTES = (
     "SELECT series_id, minute, n, nv, lo, hi, CASE WHEN nv > 0 THEN total / nv END, last_value,"
-    " last_text, last_ts FROM readings_1m WHERE {ids} AND minute >= {start} AND minute < {end}"
-    " ORDER BY minute, series_id"
+    " last_text, last_ts, last_int FROM readings_1m WHERE {ids} AND minute >= {start}"
+    " AND minute < {end} ORDER BY minute, series_id"
 )
 
 
@@ -158,7 +234,7 @@ _AGGREGATE_ROLLUP = text(
     " FROM readings_1m WHERE series_id IN :ids AND minute >= :start AND minute < :end"
     " GROUP BY series_id, bk) "
     "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, CASE WHEN b.nv > 0 THEN b.total / b.nv END,"
-    " r.last_value, r.last_text, b.last_ts FROM b "
+    " r.last_value, r.last_text, b.last_ts, r.last_int FROM b "
     "JOIN readings_1m r ON r.series_id = b.series_id AND r.minute = b.last_ts - b.last_ts % 60000000 "
     "ORDER BY b.bk, b.series_id"
 ).bindparams(bindparam("ids", expanding=True))
@@ -166,7 +242,7 @@ _AGGREGATE_ROLLUP = text(
 
 _PROBE_MAX = 5000  # series x buckets up to which PostgreSQL probes bucket by bucket
 _AGGREGATE_PROBE_PG = text(
-    "SELECT s.id, k.b, a.n, a.nv, a.lo, a.hi, a.mean, l.value, l.text, a.last_ts "
+    "SELECT s.id, k.b, a.n, a.nv, a.lo, a.hi, a.mean, l.value, l.text, a.last_ts, l.value_int "
     "FROM unnest(CAST(:ids AS INTEGER[])) s(id) CROSS JOIN generate_series("
     "CAST(:start AS BIGINT) - (CAST(:start AS BIGINT) + CAST(:offset AS BIGINT)) "
     "% CAST(:bucket AS BIGINT), CAST(:end AS BIGINT) - 1, CAST(:bucket AS BIGINT)) k(b) "

@@ -8,10 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector.ledger.catalogue import Catalogue, Series
 from collector.ledger.fetch import read_on_driver, read_small
-from collector.ledger.pages import Point, Row, present
+from collector.ledger.pages import ROW_COLUMNS, Point, Row, present
 from collector.model import Quality
 
-_LATEST = "SELECT series_id, ts, value, text, quality FROM latest_readings WHERE {ids}"
+_LATEST = f"SELECT {ROW_COLUMNS} FROM latest_readings WHERE {{ids}}"
 
 
 class Latest:
@@ -26,15 +26,16 @@ class Latest:
         all_series = {s.id: s for s in await self.catalogue.series(machine)}
         rows = await self.rows(list(all_series))
         out = []
-        for sid, ts, value, text_value, quality in rows:
+        for sid, ts, value, text_value, quality, value_int, status in rows:
             s = all_series[sid]
-            out.append((s, Point(sid, ts, present(s.kind, value, text_value), Quality(quality))))
+            out.append((s, Point(sid, ts, present(s.kind, value, text_value, value_int),
+                                 Quality(quality), status)))
         out.sort(key=lambda item: item[0].id)
         return out
 
     async def rows(self, ids: Sequence[int]) -> list[Row]:
-        """The newest reading of each given series as plain (series_id, ts, value, text,
-        quality) tuples, for callers that write them out themselves."""
+        """The newest reading of each given series as plain `Row` tuples, for callers that
+        write them out themselves."""
         if not ids:
             return []
         ids = sorted(ids)

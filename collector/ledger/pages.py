@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector.ledger import small_reads
 from collector.ledger.catalogue import Series
+from collector.ledger.exact import exact_value
 from collector.model import Quality, Value
 
 
@@ -30,15 +31,22 @@ class Point:
     ts: int
     value: Value
     quality: Quality
+    status: int | None = None  # the source's status code, when it gave one
 
 
-Row = tuple[int, int, float | None, str | None, int]  # series_id, ts, value, text, quality
+# series_id, ts, value, text, quality, value_int (exact.py), status
+Row = tuple[int, int, float | None, str | None, int, int | bytes | None, int | None]
+ROW_COLUMNS = "series_id, ts, value, text, quality, value_int, status"
 
 
-def present(kind: str | None, value: float | None, text_value: str | None) -> Value:
-    """A stored value as the API shows it: text, a bool for bool series, else the number."""
+def present(kind: str | None, value: float | None, text_value: str | None,
+            value_int: int | bytes | None = None) -> Value:
+    """A stored value as the API shows it: text, a bool for bool series, the exact integer
+    of an integer reading, else the number."""
     if text_value is not None:
         return text_value
+    if value_int is not None:
+        return exact_value(value, value_int)
     if value is None:
         return None
     if kind == "bool":
@@ -94,9 +102,9 @@ class Pages:
         while remaining > 0:
             n = min(chunk, remaining)
             rows = await _rows(self.engine, ids, query.start, query.end, n, cursor)
-            for sid, ts, value, text_value, quality in rows:
-                yield Point(sid, ts, present("bool" if sid in bools else None, value, text_value),
-                            Quality(quality))
+            for sid, ts, value, text_value, quality, value_int, status in rows:
+                yield Point(sid, ts, present("bool" if sid in bools else None, value, text_value,
+                                             value_int), Quality(quality), status)
             if len(rows) < n:
                 return
             remaining -= len(rows)
@@ -156,8 +164,8 @@ def _page_sql(pg: bool, ids: list[int], start: int, end: int, limit: int,
 
 
 async def page_rows(engine: AsyncEngine, query: PageQuery) -> list[Row]:
-    """The page as plain (series_id, ts, value, text, quality) tuples, oldest first, for a
-    caller that writes rows out itself."""
+    """The page as plain `Row` tuples, oldest first, for a caller that writes rows out
+    itself."""
     return await _rows(engine, list(query.ids), query.start, query.end, query.limit, query.after)
 
 
@@ -166,8 +174,7 @@ async def _rows(engine: AsyncEngine, ids: list[int], start: int, end: int, limit
     if not ids or limit <= 0:
         return []
     pg = engine.dialect.name == "postgresql"
-    sql, args = _page_sql(pg, ids, start, end, limit, after,
-                          "series_id, ts, value, text, quality")
+    sql, args = _page_sql(pg, ids, start, end, limit, after, ROW_COLUMNS)
     if not pg:
         rows = small_reads.fetch(engine, sql, args, limit)
         if rows is not None:
@@ -182,14 +189,17 @@ async def _rows(engine: AsyncEngine, ids: list[int], start: int, end: int, limit
 @dataclass(frozen=True)
 class PageColumns:
     """One page of readings as columns, oldest first. `values` holds each reading's text
-    where it has one, else its number (None when it has neither); bool series still show
-    0.0/1.0 here. `series_ids` is None when the page is of one series, `single`."""
+    where it has one, else its exact integer, else its number (None when it has neither); an
+    unsigned integer of 2^63 or more may show as its decimal digits (bytes, `exact`); bool
+    series still show 0.0/1.0 here. `series_ids` is None when the page is of one series,
+    `single`. `statuses` is None when no reading of the page has a status code."""
 
     single: int | None
     series_ids: Sequence[int] | None
     ts: Sequence[int]
-    values: Sequence[float | str | None]
+    values: Sequence[float | int | bytes | str | None]
     qualities: Sequence[int]
+    statuses: Sequence[int | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -200,8 +210,9 @@ class PageColumns:
     def slice(self, lo: int, hi: int) -> PageColumns:
         """Rows lo to hi (excluded)."""
         sids = None if self.series_ids is None else self.series_ids[lo:hi]
+        statuses = None if self.statuses is None else self.statuses[lo:hi]
         return PageColumns(self.single, sids, self.ts[lo:hi], self.values[lo:hi],
-                           self.qualities[lo:hi])
+                           self.qualities[lo:hi], statuses)
 
 
 async def _columns(engine: AsyncEngine, query: PageQuery) -> PageColumns:
@@ -214,9 +225,9 @@ async def _columns(engine: AsyncEngine, query: PageQuery) -> PageColumns:
     if pg:
         return await _pg_columns(engine, ids, start, end, limit, after)
     sid_column = "" if single is not None else "series_id, "
-    # text first, as `present` shows it; a number stays a number
+    # text first, as `present` shows it, then the exact integer; a number stays a number
     sql, args = _page_sql(False, ids, start, end, limit, after,
-                          f"{sid_column}ts, coalesce(text, value), quality")
+                          f"{sid_column}ts, coalesce(text, value_int, value), quality, status")
     with small_reads.gc_paused():  # the row tuples are gone again before the collector looks
         rows = small_reads.fetch(engine, sql, args, limit)
         if rows is not None:
@@ -231,39 +242,51 @@ async def _columns(engine: AsyncEngine, query: PageQuery) -> PageColumns:
 
 def _sqlite_columns(single: int | None, rows: list[tuple[Any, ...]]) -> PageColumns:
     if single is not None:
-        ts, values, qualities = zip(*rows, strict=True) if rows else ((), (), ())
-        return PageColumns(single, None, ts, values, qualities)
-    sids, ts, values, qualities = zip(*rows, strict=True) if rows else ((), (), (), ())
-    return PageColumns(None, sids, ts, values, qualities)
+        ts, values, qualities, statuses = zip(*rows, strict=True) if rows else ((), (), (), ())
+        return PageColumns(single, None, ts, values, qualities, _statuses(statuses))
+    sids, ts, values, qualities, statuses = (zip(*rows, strict=True) if rows
+                                             else ((), (), (), (), ()))
+    return PageColumns(None, sids, ts, values, qualities, _statuses(statuses))
+
+
+def _statuses(statuses: Sequence[int | None]) -> Sequence[int | None] | None:
+    """The status column, or None when no reading has a status (the usual page)."""
+    return None if statuses.count(None) == len(statuses) else statuses
 
 
 async def _pg_columns(engine: AsyncEngine, ids: list[int], start: int, end: int, limit: int,
                       after: tuple[int, int] | None) -> PageColumns:
     single = ids[0] if len(ids) == 1 else None
-    page, args = _page_sql(True, ids, start, end, limit, after,
-                           "series_id, ts, value, text, quality")
+    page, args = _page_sql(True, ids, start, end, limit, after, ROW_COLUMNS)
     # the aggregates take the rows in the order the page's Limit gives them (checked below:
     # an ORDER BY inside each array_agg would sort the page once per column)
     sql = ("SELECT array_agg(series_id), array_agg(ts), array_agg(value), array_agg(text),"
-           f" array_agg(quality) FROM ({page}) p")
+           " array_agg(quality), array_agg(value_int), array_agg(status)"
+           f" FROM ({page}) p")
     async with engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         row = await driver.fetchrow(sql, *args)  # type: ignore[union-attr]
-    sids, ts, values, texts, qualities = (list(c) if c is not None else [] for c in row)
+    sids, ts, values, texts, qualities, ints, statuses = (
+        list(c) if c is not None else [] for c in row)
+    if ints.count(None) != len(ints):
+        values = list(map(exact_value, values, ints))
     if texts.count(None) != len(texts):
         values = [v if t is None else t for v, t in zip(values, texts, strict=True)]
-    ts, sids, values, qualities = in_page_order(ts, sids, values, qualities)
-    return PageColumns(single, None if single is not None else sids, ts, values, qualities)
+    ts, sids, values, qualities, statuses = in_page_order(ts, sids, values, qualities, statuses)
+    return PageColumns(single, None if single is not None else sids, ts, values, qualities,
+                       _statuses(statuses))
 
 
-def in_page_order(ts: list[int], sids: list[int], values: list[Any],
-                  qualities: list[int]) -> tuple[list[int], list[int], list[Any], list[int]]:
+def in_page_order(ts: list[int], sids: list[int], values: list[Any], qualities: list[int],
+                  statuses: list[int | None]) -> tuple[list[int], list[int], list[Any],
+                                                       list[int], list[int | None]]:
     """The columns ordered by (ts, series_id). PostgreSQL's array_agg takes the rows in the
     order the page's ORDER BY ... LIMIT gives them, but the SQL standard does not promise it:
     the order is checked (cheaply) and restored if it ever differs."""
     if all(map(operator.lt, ts, ts[1:])) or all(  # rising times: ~0.3 ms; else with ids
             map(operator.le, zip(ts, sids, strict=True), zip(ts[1:], sids[1:], strict=True))):
-        return ts, sids, values, qualities
-    rows = sorted(zip(ts, sids, values, qualities, strict=True), key=lambda r: (r[0], r[1]))
-    ts, sids, values, qualities = (list(c) for c in zip(*rows, strict=True))
-    return ts, sids, values, qualities
+        return ts, sids, values, qualities, statuses
+    rows = sorted(zip(ts, sids, values, qualities, statuses, strict=True),
+                  key=lambda r: (r[0], r[1]))
+    ts, sids, values, qualities, statuses = (list(c) for c in zip(*rows, strict=True))
+    return ts, sids, values, qualities, statuses

@@ -15,11 +15,11 @@ from typing import Any
 
 MINUTE = 60_000_000  # µs
 
-# rows: (series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text)
+# rows: (series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int)
 Delta = tuple[int, int, int, int, float | None, float | None, float | None, int, float | None,
-              str | None]
+              str | None, int | bytes | None]
 
-_COLUMNS = "series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text"
+_COLUMNS = "series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int"
 
 
 def _pick(fn: str, col: str) -> str:
@@ -31,7 +31,7 @@ def _pick(fn: str, col: str) -> str:
 
 _NEWER = "excluded.last_ts > readings_1m.last_ts"
 ADD = (
-    f"INSERT INTO readings_1m ({_COLUMNS}) VALUES ({', '.join(['?'] * 10)}) "
+    f"INSERT INTO readings_1m ({_COLUMNS}) VALUES ({', '.join(['?'] * 11)}) "
     "ON CONFLICT (series_id, minute) DO UPDATE SET "
     "n = readings_1m.n + excluded.n, nv = readings_1m.nv + excluded.nv, "
     + ", ".join([
@@ -40,26 +40,30 @@ ADD = (
         _pick("{0} + {1}", "total"),
         f"last_value = CASE WHEN {_NEWER} THEN excluded.last_value ELSE readings_1m.last_value END",
         f"last_text = CASE WHEN {_NEWER} THEN excluded.last_text ELSE readings_1m.last_text END",
+        f"last_int = CASE WHEN {_NEWER} THEN excluded.last_int ELSE readings_1m.last_int END",
         f"last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE readings_1m.last_ts END",
     ])
 )
 
 # PostgreSQL: the same upserts from session-local staging tables that the deltas and the
 # newest rows are COPied into (binary COPY encodes thousands of rows cheaper than arrays)
-STAGE_MINUTES, STAGE_LATEST = "_collector_minutes", "_collector_latest"
+STAGE_MINUTES, STAGE_LATEST = "_collector_minute_deltas", "_collector_newest"
 CREATE_STAGES = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_MINUTES} (series_id integer, minute bigint, "
     "n integer, nv integer, lo double precision, hi double precision, total double precision, "
-    "last_ts bigint, last_value double precision, last_text text) ON COMMIT DELETE ROWS; "
+    "last_ts bigint, last_value double precision, last_text text, last_int bigint) "
+    "ON COMMIT DELETE ROWS; "
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_LATEST} (series_id integer, ts bigint, "
-    "value double precision, text text, quality smallint) ON COMMIT DELETE ROWS"
+    "value double precision, text text, quality smallint, value_int bigint, status bigint) "
+    "ON COMMIT DELETE ROWS"
 )
-ADD_PG = ADD.replace(f"VALUES ({', '.join(['?'] * 10)})", f"SELECT * FROM {STAGE_MINUTES}")
+ADD_PG = ADD.replace(f"VALUES ({', '.join(['?'] * 11)})", f"SELECT * FROM {STAGE_MINUTES}")
 
 # the minutes [lo, hi) of one series, rebuilt from the readings (positional: sid, lo, hi)
 RECOMPUTE = (
     f"INSERT INTO readings_1m ({_COLUMNS}) "
-    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text "
+    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text,"
+    " r.value_int "
     "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
     " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
     " FROM readings WHERE series_id = ? AND ts >= ? AND ts < ?"
@@ -67,16 +71,19 @@ RECOMPUTE = (
     "JOIN readings r ON r.series_id = g.series_id AND r.ts = g.last_ts "
     "ON CONFLICT (series_id, minute) DO UPDATE SET n = excluded.n, nv = excluded.nv, "
     "lo = excluded.lo, hi = excluded.hi, total = excluded.total, last_ts = excluded.last_ts, "
-    "last_value = excluded.last_value, last_text = excluded.last_text"
+    "last_value = excluded.last_value, last_text = excluded.last_text, "
+    "last_int = excluded.last_int"
 )
 
 # forward only (`ts` strictly newer): a replay never replaces the value kept for a timestamp
 LATEST = (
-    "INSERT INTO latest_readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO latest_readings (series_id, ts, value, text, quality, value_int, status) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
-    "text = excluded.text, quality = excluded.quality WHERE excluded.ts > latest_readings.ts"
+    "text = excluded.text, quality = excluded.quality, value_int = excluded.value_int, "
+    "status = excluded.status WHERE excluded.ts > latest_readings.ts"
 )
-LATEST_PG = LATEST.replace("VALUES (?, ?, ?, ?, ?)", f"SELECT * FROM {STAGE_LATEST}")
+LATEST_PG = LATEST.replace("VALUES (?, ?, ?, ?, ?, ?, ?)", f"SELECT * FROM {STAGE_LATEST}")
 
 
 def newest(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -85,8 +92,10 @@ def newest(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:
-    """Per (series, minute) statistics of rows (series_id, ts, value, text, quality) that are
-    sorted by (series_id, ts); one pass, no dictionary."""
+    """Per (series, minute) statistics of rows (series_id, ts, value, text, quality,
+    value_int, status) that are sorted by (series_id, ts); one pass, no dictionary. The
+    statistics are doubles: aggregates read buckets whose doubles may have rounded an integer
+    again from the readings (`exact.may_be_inexact`)."""
     out: list[Delta] = []
     append = out.append
     sid = minute = -1
@@ -95,11 +104,13 @@ def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:
     last_ts = 0
     last_value: float | None = None
     last_text: str | None = None
-    for r_sid, ts, value, text, _q in rows:
+    last_int: int | bytes | None = None
+    for r_sid, ts, value, text, _q, value_int, _status in rows:
         m = ts - ts % MINUTE
         if r_sid != sid or m != minute:
             if n:
-                append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text))
+                append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text,
+                        last_int))
             sid, minute, n, nv, lo, hi, total = r_sid, m, 0, 0, None, None, None
         n += 1
         if value is not None:
@@ -112,9 +123,10 @@ def deltas(rows: Sequence[tuple[Any, ...]]) -> list[Delta]:
                 elif value > hi:
                     hi = value
                 total += value
-        last_ts, last_value, last_text = ts, value, text  # sorted: the newest comes last
+        # sorted: the newest comes last
+        last_ts, last_value, last_text, last_int = ts, value, text, value_int
     if n:
-        append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text))
+        append((sid, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int))
     return out
 
 

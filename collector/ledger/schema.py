@@ -4,7 +4,9 @@ Readings are keyed by (series_id, ts): one b-tree ordered the way every query re
 series, a time range), and a replayed batch conflicts on that key instead of inserting twice.
 `ts` is integer microseconds since the epoch, UTC, so both databases compare and bucket it
 with plain integer arithmetic. Numbers and booleans go in `value`, text in `text`; the series'
-`kind` says how to present `value`.
+`kind` says how to present `value`. An integer reading also keeps its exact value in
+`value_int` (see `exact.py`: a double holds integers exactly only up to 2^53), and a reading
+the source marked with a status code other than plain good keeps it in `status`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ readings = Table(
     Column("value", Float(53)),
     Column("text", Text),
     Column("quality", SmallInteger, nullable=False, default=0),
+    Column("value_int", BigInteger),  # the exact integer (exact.py); migration 0005
+    Column("status", BigInteger),  # e.g. an OPC UA StatusCode (32 bits, unsigned)
     sqlite_with_rowid=False,
 )
 
@@ -74,6 +78,7 @@ readings_1m = Table(
     Column("last_ts", BigInteger, nullable=False),
     Column("last_value", Float(53)),
     Column("last_text", Text),
+    Column("last_int", BigInteger),  # the newest reading's value_int (exact.py)
     sqlite_with_rowid=False,
 )
 
@@ -86,6 +91,8 @@ latest_readings = Table(
     Column("value", Float(53)),
     Column("text", Text),
     Column("quality", SmallInteger, nullable=False),
+    Column("value_int", BigInteger),
+    Column("status", BigInteger),
 )
 
 # --- the production ledger, derived from the readings (see collector/derive) -------------------

@@ -24,8 +24,8 @@ from typing import TypeVar
 from collector.ledger import rollup
 from collector.ledger.engine import SQLITE_PRAGMAS
 
-INSERT = ("INSERT INTO readings (series_id, ts, value, text, quality) VALUES (?, ?, ?, ?, ?) "
-          "ON CONFLICT DO NOTHING")
+INSERT = ("INSERT INTO readings (series_id, ts, value, text, quality, value_int, status) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 SET_KIND = "UPDATE series SET kind = ? WHERE id = ?"
 NEW_MACHINE = "INSERT INTO machines (id, box) VALUES (?, ?) ON CONFLICT DO NOTHING"
 NEW_SERIES = ("INSERT INTO series (machine_id, tag, unit, source, protocol) VALUES (?, ?, ?, ?, ?) "

@@ -23,21 +23,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger import rollup
+from collector.ledger.exact import INT64_END, INT64_MIN, stored_int, wide_postgres, wide_sqlite
 from collector.ledger.schema import machines, series
 from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import Reading
 
 _KEY = itemgetter(0, 1)  # (series_id, ts); duplicates keep their order
-_COLUMNS = ("series_id", "ts", "value", "text", "quality")
-_PG_STAGE = "_collector_batch"
+_COLUMNS = ("series_id", "ts", "value", "text", "quality", "value_int", "status")
+_PG_STAGE = "_collector_readings"
 _PG_CREATE_STAGE = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGE} (series_id integer, ts bigint, "
-    "value double precision, text text, quality smallint) ON COMMIT DELETE ROWS"
+    "value double precision, text text, quality smallint, value_int bigint, status bigint) "
+    "ON COMMIT DELETE ROWS"
 )
 _PG_INSERT = (
-    "INSERT INTO readings (series_id, ts, value, text, quality) "
-    f"SELECT series_id, ts, value, text, quality FROM {_PG_STAGE} ORDER BY series_id, ts "
-    "ON CONFLICT DO NOTHING"
+    "INSERT INTO readings (series_id, ts, value, text, quality, value_int, status) "
+    f"SELECT series_id, ts, value, text, quality, value_int, status FROM {_PG_STAGE} "
+    "ORDER BY series_id, ts ON CONFLICT DO NOTHING"
 )
 
 
@@ -89,6 +91,7 @@ class LedgerWriter:
         self.commits = 0  # committed batches: read-side caches compare it to know they are fresh
         self._sqlite = (SqliteBatchWriter(engine.url.database or "")
                         if self.dialect == "sqlite" else None)
+        self._wide = wide_sqlite if self._sqlite is not None else wide_postgres
 
     async def close(self) -> None:
         if self._sqlite is not None:
@@ -201,22 +204,40 @@ class LedgerWriter:
                                   rollup.touched(rows))
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
-        """(series_id, ts, value, text, quality) rows; raises KeyError for an unknown series."""
+        """(series_id, ts, value, text, quality, value_int, status) rows; raises KeyError for
+        an unknown series. An integer keeps its exact value in value_int (`exact`)."""
         ids = self._ids
         rows: list[tuple[object, ...]] = []
         append = rows.append
         for r in batch:
             v = r.value
             sid = ids[(r.machine, r.tag)]
-            if v.__class__ is float or v is None:
+            cls = v.__class__
+            if cls is float or v is None:
                 if v != v:  # NaN is no value: SQLite would store it as NULL anyway
                     v = None
-                append((sid, r.ts, v, None, int(r.quality)))
+                append((sid, r.ts, v, None, int(r.quality), None, r.status))
+            elif cls is int:
+                if INT64_MIN <= v < INT64_END:  # type: ignore[operator]
+                    append((sid, r.ts, float(v), None, int(r.quality), v, r.status))
+                else:
+                    append(self._wide_row(sid, r))
             elif isinstance(v, str):
-                append((sid, r.ts, None, v, int(r.quality)))
-            else:
-                append((sid, r.ts, float(v), None, int(r.quality)))
+                append((sid, r.ts, None, v, int(r.quality), None, r.status))
+            elif isinstance(v, bool) or not isinstance(v, int):
+                append((sid, r.ts, float(v), None, int(r.quality), None, r.status))
+            else:  # an int subclass (IntEnum): its plain int
+                append(self._wide_row(sid, r._replace(value=int(v))))
         return rows
+
+    def _wide_row(self, sid: int, r: Reading) -> tuple[object, ...]:
+        """The row of an integer reading that may not fit int64 (`exact`)."""
+        v: int = r.value  # type: ignore[assignment]
+        try:
+            number: float | None = float(v)
+        except OverflowError:  # beyond what a double holds: no number to store
+            number = None
+        return (sid, r.ts, number, None, int(r.quality), stored_int(v, self._wide), r.status)
 
     def _new_kinds(self, batch: Sequence[Reading]) -> dict[int, str]:
         """The kind (number, bool, text) of each series still without one that has its first
