@@ -53,6 +53,7 @@ class LedgerStatus(BaseModel):
     queued: int = 0
     dropped: int = 0
     written: int = 0
+    future: int = 0  # readings stamped too far ahead of the box's clock, stored as uncertain
     last_error: str | None = None
 
 

@@ -73,6 +73,7 @@ class RuntimeCollector:
         yield _counter("collector_spool_spooled_readings", "Readings spooled because a ledger write failed", _figure(p, "spooled"))
         yield _counter("collector_spool_replayed_readings", "Readings replayed from the spool into the ledger", _figure(p, "replayed"))
         yield _counter("collector_spool_dropped_readings", "Readings dropped because the spool was full", _figure(p, "dropped"))
+        yield _counter("collector_pipeline_future_readings", "Readings stamped more than pipeline.future_margin ahead of the box's clock, stored as uncertain", _figure({"future": 0, **p}, "future"))
         yield _gauge("collector_ledger_up", "1 when the last ledger write succeeded", _figure(p, "ok"))
         yield _counter("collector_ledger_rows_written", "Readings written to the ledger", _figure(p, "written"))
         yield _counter("collector_ledger_write_errors", "Failed ledger writes", _figure(p, "write_errors"))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from collector.config import PipelineConfig
 from collector.ledger import Ledger
-from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, Value
+from collector.model import SECONDS_BUCKETS, UNCERTAIN, BucketCounts, Reading, Value, now_us
 from collector.sources.backoff import Backoff
 from collector.spool import Spool
 
@@ -34,6 +34,7 @@ log = logging.getLogger("collector.pipeline")
 
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
+FUTURE_LOG_EVERY = 60.0  # seconds between log lines about readings stamped in the future
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class Pipeline:
         self.replayed = 0
         self.write_errors = 0
         self.spool_errors = 0
+        self.future = 0  # readings stamped more than future_margin ahead, stored as uncertain
+        self._future_margin_us = int(self.config.future_margin * 1e6)
+        self._future_logged: float | None = None
         self.lost = 0  # readings neither the ledger nor the spool could take (counted as dropped)
         self.last_write_seconds = 0.0
         self.write_seconds_total = 0.0
@@ -134,6 +138,8 @@ class Pipeline:
     async def put(self, readings: Sequence[Reading], *, wait: bool = False) -> None:
         """Queue readings (deadband/heartbeat applied); with `wait`, return once durable."""
         self.received += len(readings)
+        if readings and max(r.ts for r in readings) > now_us() + self._future_margin_us:
+            readings = self._flag_future(readings)
         kept = self.filter(readings)
         if not kept and not wait:
             return
@@ -163,6 +169,25 @@ class Pipeline:
             self._wake.set()  # first entry starts the flush timer; a full batch goes at once
         if done is not None:
             await asyncio.shield(done)
+
+    def _flag_future(self, readings: Sequence[Reading]) -> list[Reading]:
+        """Readings stamped too far ahead of this box's clock (a device clock that is wrong)
+        become uncertain: stored, but never passed off as a good newest value."""
+        limit = now_us() + self._future_margin_us
+        out = []
+        for r in readings:
+            if r.ts > limit and r.quality < UNCERTAIN:
+                self.future += 1
+                now = time.monotonic()
+                if self._future_logged is None or now - self._future_logged >= FUTURE_LOG_EVERY:
+                    self._future_logged = now
+                    log.warning("%s/%s: a reading stamped %.0f s ahead of this box's clock is "
+                                "stored as uncertain (check the device's and the box's clocks; "
+                                "%d so far)", r.machine, r.tag, (r.ts - limit) / 1e6
+                                + self.config.future_margin, self.future)
+                r = r._replace(quality=UNCERTAIN)
+            out.append(r)
+        return out
 
     async def flush(self) -> None:
         """Write everything queued now and return when it is durable."""
@@ -368,6 +393,7 @@ class Pipeline:
             "replayed": self.replayed,
             "dropped": self.spool.dropped + self.lost,
             "write_errors": self.write_errors,
+            "future": self.future,
             "spool_ok": self.spool_error is None,
             "spool_errors": self.spool_errors,
             "last_error": "; ".join(e for e in (
