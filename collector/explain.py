@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from collector.config import CollectorConfig, SourceConfig, TagConfig, _line_of
+from collector.config import CollectorConfig, SourceConfig, TagConfig
 from collector.taghealth import stale_limit
+from collector.yamlfile import line_of as _line_of
 
 Explainer = Callable[[Any, Any], list[str]]
 

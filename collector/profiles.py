@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from collector.config import Problem, _line_of, duplicate_keys, format_path, yaml_problem
+from collector.yamlfile import Problem, duplicate_keys, format_path, yaml_problem
+from collector.yamlfile import line_of as _line_of
 
 PROFILE_KEYS = ("device", "reference", "protocol", "notes", "tags")
 _TAG_PATH = re.compile(r"^machines\[(\d+)\]\.sources\[(\d+)\]\.tags\[(\d+)\](.*)$")

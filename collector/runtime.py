@@ -176,9 +176,9 @@ class Runtime:
         if self.config.api.enabled and self._make_api is not None:
             self.api = self._make_api(self)
             await self.api.start()
-        from collector.cli import summary  # the one place counts are worded
-
-        log.info("collector box %r running: %s", self.config.box, summary(*self.config.counts()))
+        counts = zip(self.config.counts(), ("machine", "source", "tag"), strict=True)
+        log.info("collector box %r running: %s", self.config.box,
+                 ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts))
 
     async def stop(self) -> None:
         """Stop sources, write or spool everything held, close the ledger; idempotent."""

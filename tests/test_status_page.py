@@ -138,7 +138,7 @@ def test_make_demo_shows_three_machines_with_live_values_within_30_s(
         assert [c["name"] for c in cards] == list(MACHINES.values())  # in the config's order
         assert {c["label"] for c in cards} == {"delivering"}
         assert page.inner_text("#summary").split() == [
-            "3", "machines", "3", "delivering", "0", "some", "down", "0", "no", "data"]
+            "3", "machines", "3", "delivering", "0", "need", "attention", "0", "no", "data"]
         press, lathe, comp = cards
         assert [(s["id"], s["conn"]) for s in press["sources"]] == [
             ("io", "connected"), ("energy", "connected")]
