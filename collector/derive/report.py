@@ -364,14 +364,21 @@ class ProductionReport:
                 around = await self._stop_timeline(machine, start, stop)
             inside = _slice(around, start, stop)  # never observed: offline
             assert fig.seconds is not None
+            spent = dict.fromkeys(fig.seconds, 0)
+            running = []
             for a, b, state in inside:
-                fig.seconds[state] += (b - a) / SECOND
-            running = [(a, b) for a, b, state in inside if state == "running"]
+                spent[state] += b - a
+                if state == "running":
+                    running.append((a, b))
+            for state, us in spent.items():
+                fig.seconds[state] += us / SECOND
             fig.running_planned_s = _length(_intersect(running, planned)) / SECOND
             if day is None:
                 micro, downs = await self.downtimes(machine, start, stop, around)
             else:  # the day's stops and downtimes, worked out once for all its shifts
-                micro = sum(1 for a, _, kind in day[0] if kind == "micro" and start <= a < stop)
+                stops = day[0]  # sorted by start
+                first, last = bisect_left(stops, (start,)), bisect_left(stops, (stop,))
+                micro = sum(1 for i in range(first, last) if stops[i][2] == "micro")
                 downs = [d for d in day[1] if d.end > start and d.start < stop]
             for d in downs:
                 reason = self.reasons.get(d.reason or "")

@@ -9,6 +9,7 @@ its own on the event loop's thread, like the readings' writer) and on PostgreSQL
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -24,6 +25,7 @@ from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import now_us
 
 MINUTE = 60_000_000
+HOUR = 3_600_000_000
 
 _INTERVAL = ("INSERT INTO state_intervals (machine_id, start_ts, end_ts, state) "
              "VALUES (:m, :s, :e, :st) ON CONFLICT (machine_id, start_ts) "
@@ -37,6 +39,12 @@ _MINUTE = ("INSERT INTO production_1m (machine_id, minute, total, good, reject, 
            "good = production_1m.good + excluded.good, "
            "reject = production_1m.reject + excluded.reject, "
            "energy_kwh = production_1m.energy_kwh + excluded.energy_kwh")
+_HOUR = ("INSERT INTO production_1h (machine_id, hour, total, good, reject, energy_kwh) "
+         "VALUES (:m, :h, :t, :g, :r, :e) ON CONFLICT (machine_id, hour) DO UPDATE SET "
+         "total = production_1h.total + excluded.total, "
+         "good = production_1h.good + excluded.good, "
+         "reject = production_1h.reject + excluded.reject, "
+         "energy_kwh = production_1h.energy_kwh + excluded.energy_kwh")
 _CHECKPOINT = ("INSERT INTO production_checkpoints (machine_id, upto, state, since, data, "
                "updated_at) VALUES (:m, :upto, :st, :since, :data, :at) "
                "ON CONFLICT (machine_id) DO UPDATE SET upto = excluded.upto, "
@@ -54,10 +62,16 @@ _REWIND = (
     "AND start_ts < :until",
     "DELETE FROM part_counts WHERE machine_id = :m AND ts >= :counts AND ts < :until",
     "DELETE FROM production_1m WHERE machine_id = :m AND minute >= :counts AND minute < :until",
+    # the hours touched are summed again from the minutes that stay
+    "DELETE FROM production_1h WHERE machine_id = :m AND hour >= :h0 AND hour < :h1",
+    "INSERT INTO production_1h (machine_id, hour, total, good, reject, energy_kwh) "
+    "SELECT machine_id, minute - minute % 3600000000, sum(total), sum(good), sum(reject), "
+    "sum(energy_kwh) FROM production_1m WHERE machine_id = :m AND minute >= :h0 "
+    "AND minute < :h1 GROUP BY 1, 2",
 )
 FOREVER = 2**62
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
-_SPANS_PER_READ = 50  # UNION ALL terms in one statement (SQLite allows 500)
+_SPANS_PER_READ = 60  # UNION ALL terms in one statement (SQLite allows 500)
 _MACHINES_PER_READ = 25  # a day of a busy machine is a few hundred intervals: ~10,000 rows a read
 _INTERVALS = (
     "SELECT start_ts, end_ts, state FROM state_intervals WHERE machine_id = :m "
@@ -237,14 +251,12 @@ class ProductionStore:
                     f"(SELECT max(start_ts) FROM state_intervals WHERE machine_id = :m{i} "
                     f"AND start_ts <= :a{i}), :a{i})")
             rows = await self.fetch(" UNION ALL ".join(parts), params, small_reads.MAX_ROWS)
-            current, found, lo = None, [], 0
-            for machine, s, e, state in rows:  # each machine's rows come together
-                if machine != current:
-                    current, found, lo = machine, out[machine], windows[machine][0]
-                if e > lo:
-                    found.append((s, e, state))
-        for found in out.values():
+            for machine, group in itertools.groupby(rows, key=_first):  # each machine's together
+                out[machine] += [(s, e, state) for _, s, e, state in group]
+        for machine, found in out.items():
             found.sort()
+            if found and found[0][1] <= windows[machine][0]:  # ended before the window
+                del found[0]
         return out
 
     async def notes_of(self, windows: dict[str, tuple[int, int]]
@@ -278,12 +290,8 @@ class ProductionStore:
             out.add(await self._exact(machine, start, end))
             out.energy_kwh = await self._energy_part(machine, start, end)
             return out
-        rows = await self.fetch(
-            "SELECT coalesce(sum(total), 0), coalesce(sum(good), 0), coalesce(sum(reject), 0), "
-            "coalesce(sum(energy_kwh), 0) FROM production_1m WHERE machine_id = :m "
-            "AND minute >= :a AND minute < :b", {"m": machine, "a": first, "b": last}, 1)
-        total, good, reject, energy = rows[0]
-        out.add(Sums(int(total), int(good), int(reject), float(energy)))
+        found = await self.sums_by_edges([machine], [first, last])
+        out.add(found.get((machine, 0)) or Sums())
         if start < first:
             out.add(await self._exact(machine, start, first))
             out.energy_kwh += await self._energy_part(machine, start, first)
@@ -312,26 +320,29 @@ class ProductionStore:
     async def sums_by_edges(self, machines: Sequence[str],
                             edges: Sequence[int]) -> dict[tuple[str, int], Sums]:
         """Parts and energy of each machine between consecutive minute-aligned `edges`:
-        {(machine, i): sums of [edges[i], edges[i+1])}; missing keys are zero. One grouped
-        range read per span, in index order (a CASE over the spans in one GROUP BY would
-        sort every minute row of the day first: 2.5x slower)."""
+        {(machine, i): sums of [edges[i], edges[i+1])}; missing keys are zero. Whole hours
+        come from the hour sums, the minutes at either end from the minute sums; one grouped
+        range read per piece, in index order (a CASE over the spans in one GROUP BY would sort
+        every row first)."""
         out: dict[tuple[str, int], Sums] = defaultdict(Sums)
         if len(edges) < 2 or not machines:
             return out
         names: dict[str, Any] = {f"m{i}": machine for i, machine in enumerate(machines)}
         listed = ", ".join(":" + name for name in names)
-        spans = list(range(len(edges) - 1))
-        for chunk in [spans[i:i + _SPANS_PER_READ] for i in range(0, len(spans), _SPANS_PER_READ)]:
+        pieces = [(k, *piece) for k in range(len(edges) - 1)
+                  for piece in _pieces(edges[k], edges[k + 1])]
+        for at in range(0, len(pieces), _SPANS_PER_READ):
             params = dict(names)
             parts = []
-            for k in chunk:
-                params[f"a{k}"], params[f"b{k}"] = edges[k], edges[k + 1]
+            for n, (k, table, column, lo, hi) in enumerate(pieces[at:at + _SPANS_PER_READ]):
+                params[f"a{n}"], params[f"b{n}"] = lo, hi
                 parts.append(f"SELECT machine_id, {k}, sum(total), sum(good), sum(reject), "
-                             f"sum(energy_kwh) FROM production_1m WHERE machine_id IN ({listed}) "
-                             f"AND minute >= :a{k} AND minute < :b{k} GROUP BY machine_id")
+                             f"sum(energy_kwh) FROM {table} WHERE machine_id IN ({listed}) "
+                             f"AND {column} >= :a{n} AND {column} < :b{n} GROUP BY machine_id")
             rows = await self.fetch(" UNION ALL ".join(parts), params, 20_000)
             for machine, k, total, good, reject, energy in rows:
-                out[(machine, int(k))] = Sums(int(total), int(good), int(reject), float(energy))
+                out[(machine, int(k))].add(Sums(int(total), int(good), int(reject),
+                                                float(energy)))
         return out
 
     async def count_times(self, machine: str, start: int, end: int) -> list[tuple[int, int, int, int]]:
@@ -362,6 +373,24 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     return _PARAM.sub(number, sql), tuple(names)
 
 
+def _pieces(start: int, end: int) -> list[tuple[str, str, int, int]]:
+    """(table, time column, from, to) covering minute-aligned [start, end): the whole hours
+    from the hour sums, the rest from the minute sums."""
+    first, last = -(-start // HOUR) * HOUR, end // HOUR * HOUR
+    if first >= last:
+        return [("production_1m", "minute", start, end)]
+    out = [("production_1h", "hour", first, last)]
+    if start < first:
+        out.insert(0, ("production_1m", "minute", start, first))
+    if last < end:
+        out.append(("production_1m", "minute", last, end))
+    return out
+
+
+def _first(row: Sequence[Any]) -> Any:
+    return row[0]
+
+
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -373,7 +402,8 @@ def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
 def _statements(batch: ProductionBatch) -> list[tuple[str, list[dict[str, Any]]]]:
     out: list[tuple[str, list[dict[str, Any]]]] = []
     for machine, (states_from, counts_from, until) in batch.rewind.items():
-        row = {"m": machine, "states": states_from, "counts": counts_from, "until": until}
+        row = {"m": machine, "states": states_from, "counts": counts_from, "until": until,
+               "h0": counts_from // HOUR * HOUR, "h1": -(-until // HOUR) * HOUR}
         out += [(sql, [row]) for sql in _REWIND]
     if batch.intervals:
         out.append((_INTERVAL, [{"m": m, "s": s, "e": e, "st": st}
@@ -393,6 +423,14 @@ def _statements(batch: ProductionBatch) -> list[tuple[str, list[dict[str, Any]]]
         out.append((_MINUTE, [{"m": m, "min": minute, "t": int(a[0]), "g": int(a[1]),
                                "r": int(a[2]), "e": float(a[3])}
                               for (m, minute), a in sorted(minutes.items())]))
+        hours: dict[tuple[str, int], list[float]] = {}
+        for (m, minute), a in minutes.items():
+            acc = hours.setdefault((m, minute // HOUR * HOUR), [0, 0, 0, 0.0])
+            for i in range(4):
+                acc[i] += a[i]
+        out.append((_HOUR, [{"m": m, "h": hour, "t": int(a[0]), "g": int(a[1]),
+                             "r": int(a[2]), "e": float(a[3])}
+                            for (m, hour), a in sorted(hours.items())]))
     if batch.checkpoints:
         at = now_us()
         out.append((_CHECKPOINT, [{"m": m, "upto": upto, "st": st, "since": since,

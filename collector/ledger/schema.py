@@ -134,6 +134,20 @@ production_1m = Table(
     sqlite_with_rowid=False,
 )
 
+# the same per UTC hour, kept in step with the minutes: a day of a hundred machines is 2,400
+# rows instead of 144,000 (shift edges off the hour take their minutes from production_1m)
+production_1h = Table(
+    "production_1h",
+    metadata,
+    Column("machine_id", String(64), primary_key=True),
+    Column("hour", BigInteger, primary_key=True, autoincrement=False),  # µs, hour start
+    Column("total", BigInteger, nullable=False),
+    Column("good", BigInteger, nullable=False),
+    Column("reject", BigInteger, nullable=False),
+    Column("energy_kwh", Float(53), nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # where each machine's derivation stands: committed with what it produced, so a restart
 # neither loses nor counts twice
 production_checkpoints = Table(
