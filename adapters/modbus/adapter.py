@@ -230,6 +230,10 @@ class ModbusAdapter:
         if len(data) < block.count:
             self._block_bad(block, kind, block.items[0].key.unit, -1, readings, ts)
             return
+        if kind not in BIT_KINDS and len(data) != block.count:
+            # more registers than asked for: an answer to some other request, not ours
+            self._block_bad(block, kind, block.items[0].key.unit, GARBLED, readings, ts)
+            return
         for item in block.items:
             tag = item.key
             value: Value
