@@ -35,10 +35,20 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         help=f"config file (default: ${CONFIG_ENV}, then {DEFAULT_CONFIG})")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("retrofit-collector")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collector",
         description="Retrofit data collector: Modbus, OPC UA and MQTT into one SQL ledger.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"], help="log detail")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -70,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--spool", action="store_true",
                         help="copy the spool too (beside the ledger's copy: NAME-spool.db)")
     backup.set_defaults(func=cmd_db_backup)
+    copy = db_sub.add_parser(
+        "copy", help="copy a whole ledger into another database (SQLite <-> PostgreSQL)",
+        description="Copy every ledger table from --from into --to, creating or migrating the "
+        "target's schema first; run it again after an interruption and it continues. Stop the "
+        "collector that writes to the source first.")
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="the ledger to copy: sqlite:///path/ledger.db or postgresql://user@host/db")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="where to copy it (created or migrated; must be empty or this copy)")
+    copy.add_argument("--schema", default=None,
+                      help="the target's PostgreSQL schema (as ledger.schema; created if missing)")
+    copy.add_argument("--from-schema", default=None, help="the source's PostgreSQL schema")
+    copy.add_argument("--batch", type=int, default=20_000, help="rows per committed batch")
+    copy.set_defaults(func=cmd_db_copy)
 
     rebuild = sub.add_parser(
         "rebuild", help="derive a machine's states, counts and downtimes again from its readings")
@@ -220,6 +244,28 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     for copy in copies:
         print(f"{copy.source} -> {copy.target} ({copy.size} bytes)")
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    from collector.ledger.copy import CopyError, copy_ledger
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        result = asyncio.run(copy_ledger(
+            args.source, args.target, schema=args.schema, source_schema=args.from_schema,
+            batch=args.batch, progress=progress))
+    except CopyError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("collector: copy interrupted: run the same command again to continue",
+              file=sys.stderr)
+        return EXIT_ERROR
+    for line in result.report():
+        print(line)
     return EXIT_OK
 
 
