@@ -13,8 +13,9 @@ column, sums of the integer columns, lengths of the text columns) and the counts
 the marker table is then dropped.
 
 The source must not change while it is copied: a collector writing to it is refused up front
-where that can be seen (another process with the SQLite file open, a collector's session on
-the PostgreSQL database) and otherwise shows as a source that changed during the copy.
+where that can be seen (another process with the SQLite file open; rows of a PostgreSQL
+source changing while it is watched for a few seconds) and otherwise shows at the end as a
+source that changed during the copy.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from collector.ledger.schema import metadata
 from collector.ledger.timescale import use_timescale
 
 PROGRESS = "collector_copy_progress"
-APPLICATION = "collector-db-copy"  # not the collector's name: its sessions are looked for
+APPLICATION = "collector-db-copy"  # in pg_stat_activity
+WATCH_SECONDS = 2.5  # how long a PostgreSQL source is watched for writes before copying
 MODULUS = 1_000_000_007  # integer sums are taken modulo this, so no database overflows
 
 # (value column, exact integer column) pairs that hold a uint64 differently per database
@@ -403,11 +405,18 @@ class PostgresSide(Side):
         await self.conn.execute(f"DROP TABLE IF EXISTS {PROGRESS}")
 
     async def writers(self) -> list[str]:
-        rows = await self.conn.fetch(
-            "SELECT pid, coalesce(host(client_addr), 'local socket') AS addr FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = 'retrofit-collector' "
-            "AND pid <> pg_backend_pid()")
-        return [f"a collector's session (server pid {r['pid']}, from {r['addr']})" for r in rows]
+        """Rows inserted, updated or deleted in readings and latest_readings over a few
+        seconds (a collector commits a batch every flush_interval, 1 s by default)."""
+        sql = ("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM "
+               "pg_stat_user_tables WHERE relid IN (to_regclass('readings'), "
+               "to_regclass('latest_readings'))")
+        before = await self.conn.fetchval(sql)
+        await asyncio.sleep(WATCH_SECONDS)
+        changed = int(await self.conn.fetchval(sql) - before)
+        if changed <= 0:
+            return []
+        return [f"a writer: {changed:,} rows of readings and latest_readings changed in the "
+                f"last {WATCH_SECONDS:g} s"]
 
     async def close(self) -> None:
         await self.conn.close()
