@@ -170,3 +170,93 @@ async def test_restart_late_readings_and_rebuild_equal_one_live_run(ledger_targe
     await two.close()
     assert again[2] == want[2], (again[2], want[2])
     assert again == want
+
+
+async def test_a_dropped_postgresql_connection_costs_one_commit_and_loses_nothing(pg_schema) -> None:
+    """Production commits keep their PostgreSQL connection between commits; when the server
+    ends it (a restart, an idle timeout) that commit fails, the batch stays pending, and the
+    next tick commits it on a new connection."""
+    from tests.kit.postgres import PG_URL, psql
+
+    ledger = Ledger(PG_URL, schema=pg_schema)
+    await ledger.open()
+    try:
+        rules = [r for r in map(compile_rules, parse_config(CONFIG).machines) if r is not None]
+        clock = [T0]
+        derivation = Derivation(rules, ledger, clock=lambda: clock[0])
+        await derivation.resume()
+        sent = 0
+        failures = 0
+        for second in range(40):
+            batch = [Reading("press07", "current", T0 + second * S, 12.0, GOOD),
+                     Reading("press07", "parts", T0 + second * S, second, GOOD)]
+            await ledger.write(batch)
+            derivation.committed(batch)
+            sent = second
+            clock[0] = T0 + (second + 3) * S
+            if second == 20:  # the server ends the session production commits go through
+                pid = ledger.production._driver.get_server_pid()
+                psql(f"SELECT pg_terminate_backend({int(pid)})")
+            try:
+                await derivation.cycle()
+            except Exception:
+                failures += 1
+        clock[0] += 10 * S
+        await derivation.cycle(final=True)
+        rows = await ledger.production.fetch(
+            "SELECT coalesce(sum(total), 0) FROM part_counts WHERE machine_id = 'press07'", {}, 1)
+        assert failures == 1
+        assert int(rows[0][0]) == sent  # parts 1..39 from a counter that began at 0
+    finally:
+        await ledger.close()
+
+
+BIG_COUNTER = """
+machines:
+  - id: meter
+    sources:
+      - id: io
+        protocol: modbus
+        host: 127.0.0.1
+        port: 5020
+        tags:
+          - {name: current, address: 0, type: float32}
+          - {name: made, address: 2, type: uint64}
+    production:
+      states:
+        - {state: running, when: "current > 8"}
+        - {state: stopped, when: "true"}
+      counters: {total: made}
+"""
+
+
+async def test_a_64_bit_counter_past_2_53_counts_every_part_live_and_rebuilt(ledger) -> None:
+    """A uint64 totaliser near 2^64 (doubles there are 4,096 apart): each increase of one is
+    one part, live and when rebuilt from the stored readings."""
+    config = parse_config(BIG_COUNTER)
+    rules = [r for r in map(compile_rules, config.machines) if r is not None]
+    clock = [T0]
+    derivation = Derivation(rules, ledger, clock=lambda: clock[0])
+    await derivation.resume()
+    base = 2**64 - 1000
+    for second in range(60):
+        # one part a second (two in second 31) while running, for 50 s; then stopped
+        made = base + min(second, 49) + (second > 30)
+        batch = [Reading("meter", "current", T0 + second * S, 12.0 if second < 50 else 0.0, GOOD),
+                 Reading("meter", "made", T0 + second * S, made, GOOD)]
+        await ledger.write(batch)
+        derivation.committed(batch)
+        clock[0] = T0 + (second + 3) * S
+        await derivation.cycle()
+    clock[0] += 10 * S
+    await derivation.cycle(final=True)
+
+    async def parts() -> int:
+        rows = await ledger.production.fetch(
+            "SELECT coalesce(sum(total), 0) FROM part_counts WHERE machine_id = 'meter'", {}, 1)
+        return int(rows[0][0])
+
+    assert await parts() == 50
+    result = await rebuild(config, "meter", T0, T0 + 70 * S, ledger=ledger)
+    assert result.spliced
+    assert await parts() == 50

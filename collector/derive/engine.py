@@ -21,6 +21,7 @@ from typing import Any
 
 from collector.derive.machine import OFFLINE, MachineDerivation, Output
 from collector.derive.rules import MachineRules
+from collector.ledger.exact import exact_value
 from collector.ledger.production import FOREVER, MINUTE, ProductionBatch, ProductionStore
 from collector.model import Reading, Value, now_us
 
@@ -40,20 +41,26 @@ Item = tuple[int, str, Value, int]  # ts, tag, value, quality
 
 
 def stored_form(value: Value) -> Value:
-    """A value as the ledger gives it back (numbers as floats, NaN as None), so live
-    derivation and a rebuild from stored readings see the same thing."""
-    if value is None or isinstance(value, bool | str):
+    """A value as the ledger gives it back (integers exact, other numbers as floats, NaN as
+    None), so live derivation and a rebuild from stored readings see the same thing."""
+    if value is None or isinstance(value, bool | str | int):
         return value
     number = float(value)
     return None if number != number else number
 
 
-def from_row(kind: str | None, value: float | None, text_value: str | None) -> Value:
+def from_row(kind: str | None, value: float | None, text_value: str | None,
+             value_int: int | bytes | None = None) -> Value:
+    """A stored reading's value: its text, its bool, its exact integer, else its double."""
     if text_value is not None:
         return text_value
     if value is None:
         return None
-    return value != 0.0 if kind == "bool" else float(value)
+    if kind == "bool":
+        return value != 0.0
+    if value_int is not None:
+        return exact_value(value, value_int)
+    return float(value)
 
 
 class Derivation:
@@ -352,18 +359,18 @@ class Derivation:
         out = {}
         for sid, (tag, kind) in series.items():
             rows = await self.store.fetch(
-                "SELECT ts, value, text, quality FROM readings WHERE series_id = :s "
+                "SELECT ts, value, text, quality, value_int FROM readings WHERE series_id = :s "
                 "AND ts < :at ORDER BY ts DESC LIMIT 1", {"s": sid, "at": at}, 1)
             if not rows:
                 continue
-            ts, value, text_value, quality = rows[0]
+            ts, value, text_value, quality, value_int = rows[0]
             good = await self.store.fetch(
-                "SELECT ts, value, text FROM readings WHERE series_id = :s AND ts < :at "
-                "AND quality = 0 ORDER BY ts DESC LIMIT 1", {"s": sid, "at": at}, 1)
+                "SELECT ts, value, text, value_int FROM readings WHERE series_id = :s "
+                "AND ts < :at AND quality = 0 ORDER BY ts DESC LIMIT 1", {"s": sid, "at": at}, 1)
             good_ts = int(good[0][0]) if good else None
-            good_value = from_row(kind, good[0][1], good[0][2]) if good else None
-            out[tag] = (int(ts), from_row(kind, value, text_value), int(quality), good_ts,
-                        good_value)
+            good_value = from_row(kind, good[0][1], good[0][2], good[0][3]) if good else None
+            out[tag] = (int(ts), from_row(kind, value, text_value, value_int), int(quality),
+                        good_ts, good_value)
         return out
 
     async def _replay(self, md: MachineDerivation, after: int, until: int,
@@ -382,14 +389,14 @@ class Derivation:
         while cursor < until:
             upper = min(until, cursor + window)
             rows = await self.store.fetch(
-                f"SELECT series_id, ts, value, text, quality FROM readings WHERE series_id "
-                f"IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id",
+                f"SELECT series_id, ts, value, text, quality, value_int FROM readings WHERE "
+                f"series_id IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id",
                 {"a": cursor, "b": upper}, CHUNK)
             items: list[Item] = []
             append = items.append
-            for sid, ts, value, text_value, quality in rows:
+            for sid, ts, value, text_value, quality, value_int in rows:
                 tag, kind = series[sid]
-                append((ts, tag, from_row(kind, value, text_value), quality))
+                append((ts, tag, from_row(kind, value, text_value, value_int), quality))
                 if ts > recent:
                     seen.add((tag, ts))
             if items:

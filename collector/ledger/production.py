@@ -8,6 +8,8 @@ its own on the event loop's thread, like the readings' writer) and on PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -17,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from collector.ledger import small_reads
 from collector.ledger.sqlite_batch import SqliteBatchWriter
@@ -130,10 +133,22 @@ class ProductionStore:
         self._sqlite = (SqliteBatchWriter(engine.url.database or "")
                         if self.dialect == "sqlite" else None)
         self.commits = 0  # grows with every commit: answers built from these tables compare it
+        # PostgreSQL: the connection commits go through, kept between them (a pool checkout
+        # pings the server and resets the connection: more than a small commit costs)
+        self._held: AsyncConnection | None = None
+        self._driver: Any = None
+        self._lock = asyncio.Lock()
 
     async def close(self) -> None:
         if self._sqlite is not None:
             await self._sqlite.close()
+        await self._release()
+
+    async def _release(self) -> None:
+        held, self._held, self._driver = self._held, None, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.close()
 
     # writes ------------------------------------------------------------------------------------
     async def commit(self, batch: ProductionBatch) -> None:
@@ -153,12 +168,19 @@ class ProductionStore:
                     conn.executemany(sql, rows)
             await self._sqlite.transaction(work)
         else:  # on asyncpg itself: SQLAlchemy's layer took most of the time of these commits
-            async with self.engine.connect() as conn:
-                driver: Any = (await conn.get_raw_connection()).driver_connection
-                async with driver.transaction():
-                    for sql, rows in statements:
-                        query, names = _numbered(sql)
-                        await driver.executemany(query, [[row[n] for n in names] for row in rows])
+            async with self._lock:
+                try:
+                    if self._driver is None:
+                        self._held = await self.engine.connect()
+                        self._driver = (await self._held.get_raw_connection()).driver_connection
+                    async with self._driver.transaction():
+                        for sql, rows in statements:
+                            query, names = _numbered(sql)
+                            await self._driver.executemany(
+                                query, [[row[n] for n in names] for row in rows])
+                except BaseException:  # a connection that failed once is not used again
+                    await self._release()
+                    raise
         self.commits += 1
 
     # reads -------------------------------------------------------------------------------------
@@ -387,6 +409,15 @@ def _pieces(start: int, end: int) -> list[tuple[str, str, int, int]]:
     return out
 
 
+def _json(data: dict[str, Any]) -> str:
+    """A checkpoint as JSON (orjson: a hundred of them a second; the standard library for
+    what orjson refuses, integers past 64 bits)."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"))
+
+
 def _first(row: Sequence[Any]) -> Any:
     return row[0]
 
@@ -434,6 +465,6 @@ def _statements(batch: ProductionBatch) -> list[tuple[str, list[dict[str, Any]]]
     if batch.checkpoints:
         at = now_us()
         out.append((_CHECKPOINT, [{"m": m, "upto": upto, "st": st, "since": since,
-                                   "data": json.dumps(data, separators=(",", ":")), "at": at}
+                                   "data": _json(data), "at": at}
                                   for m, upto, st, since, data in batch.checkpoints]))
     return out
