@@ -20,7 +20,7 @@ from tests.reliability.conftest import LONG, record
 ROOT = Path(__file__).resolve().parents[2]
 BASES = [ROOT / "config" / "collector.yaml", ROOT / "config" / "demo.yaml",
          ROOT / "config" / "central-postgresql.yaml"]
-MUTATIONS = 1_500 if LONG else 300
+MUTATIONS = 1_500 if LONG else 200
 STRANGE: list[Any] = [None, "", "abc", -1, 0, 10**20, -(10**20), 1.5, float("nan"), [], {},
                       True, "${RELIABILITY_UNSET_VARIABLE}", "\x00", "ü" * 5000, "1e999",
                       "' OR 1=1 --", [1, [2, [3]]], {"x": {"y": None}}, "40011", "-1s", "1000d"]

@@ -106,9 +106,9 @@ async def test_connection_cut_mid_message_loses_and_repeats_nothing(tmp_path: Pa
         await wait_for(lambda: health.connected, 15, "connected")
         per_cut = count // cuts
         for k in range(cuts):
+            proxy.cut()  # inside this batch's stream
             await asyncio.to_thread(pub.publish_many,
                                     [message(i) for i in range(k * per_cut, (k + 1) * per_cut)])
-            proxy.cut()
             await wait_for(lambda k=k: proxy.cuts > k, 15, "a cut")  # type: ignore[misc]
             await wait_for(lambda k=k: proxy.connections >= k + 2, 15, "a new connection")  # type: ignore[misc]
         await wait_for(lambda: len(stored(tmp_path / "ledger.db")) >= per_cut * cuts, 60,

@@ -30,7 +30,7 @@ from tests.reliability.conftest import LONG, record
 
 CAPACITY = 2_000  # readings/s the throttled ledger takes
 OFFERED = 20_000  # readings/s offered: ten times as many
-FLOOD_S = 30.0 if LONG else 10.0
+FLOOD_S = 30.0 if LONG else 8.0
 QUEUE_SIZE = 10_000
 RSS_GROWTH_BOUND_MB = 60.0  # the queue's 10,000 readings are a few MB; room for the allocator
 T0 = 1_700_000_000_000_000
