@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from collector.config import (
     CONFIG_ENV,
@@ -21,6 +22,9 @@ from collector.config import (
     load_config,
     resolve_config_path,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("collector")
 
@@ -80,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--spool", action="store_true",
                         help="copy the spool too (beside the ledger's copy: NAME-spool.db)")
     backup.set_defaults(func=cmd_db_backup)
+    revision = db_sub.add_parser(
+        "revision", help="show the ledger's schema revision and this collector's newest")
+    _add_config(revision)
+    revision.set_defaults(func=cmd_db_revision)
+    downgrade = db_sub.add_parser(
+        "downgrade", help="take the ledger's schema back to an older revision (before "
+        "installing an older collector)")
+    _add_config(downgrade)
+    downgrade.add_argument("--to", required=True, metavar="REVISION",
+                           help="the revision the older collector expects, e.g. 0005")
+    downgrade.set_defaults(func=cmd_db_downgrade)
     copy = db_sub.add_parser(
         "copy", help="copy a whole ledger into another database (SQLite <-> PostgreSQL)",
         description="Copy every ledger table from --from into --to, creating or migrating the "
@@ -244,6 +259,65 @@ def cmd_db_backup(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     for copy in copies:
         print(f"{copy.source} -> {copy.target} ({copy.size} bytes)")
+    return EXIT_OK
+
+
+def _ledger_engine(config: Any) -> AsyncEngine:
+    from collector.ledger.engine import create_engine
+
+    return create_engine(config.ledger.url, schema=config.ledger.db_schema)
+
+
+def cmd_db_revision(args: argparse.Namespace) -> int:
+    from collector.ledger.engine import current_revision
+    from collector.ledger.revisions import head
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def show() -> str | None:
+        engine = _ledger_engine(config)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(show())
+    except Exception as exc:
+        print(f"collector: cannot read the ledger: {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return EXIT_ERROR
+    print(f"ledger schema at revision {revision or 'none (an empty database)'}; "
+          f"this collector's newest is {head()}")
+    return EXIT_OK
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from collector.ledger.revisions import RevisionError, downgrade
+
+    config = _load_or_report(args)
+    if config is None:
+        return EXIT_CONFIG
+
+    async def back() -> tuple[str | None, str | None]:
+        engine = _ledger_engine(config)
+        try:
+            return await downgrade(engine, args.to)
+        finally:
+            await engine.dispose()
+
+    try:
+        before, after = asyncio.run(back())
+    except RevisionError as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        print(f"collector: cannot downgrade the ledger: {type(exc).__name__}: {exc}"
+              .splitlines()[0], file=sys.stderr)
+        return EXIT_ERROR
+    print(f"ledger schema at revision {after} (was {before})")
     return EXIT_OK
 
 
