@@ -86,7 +86,7 @@ class CopyResult:
         return sum(t.copied for t in self.tables)
 
     def report(self) -> list[str]:
-        lines = [f"{self.source} -> {self.target} (schema revision {self.revision})"]
+        lines = [f"{self.source} -> {self.target}, ledger schema revision {self.revision}"]
         width = max(len(t.name) for t in self.tables)
         for t in self.tables:
             line = f"  {t.name:<{width}}  {t.source_rows:>12,} rows"
