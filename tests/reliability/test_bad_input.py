@@ -7,7 +7,6 @@ keeps flowing. (The API's schema-driven fuzzing is tests/test_api_property.py.)"
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import sqlite3
@@ -17,10 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
-from api.app import create_app
 from collector.config import parse_config
 from collector.ledger import Ledger
 from collector.model import Reading
@@ -279,4 +276,3 @@ async def test_sql_looking_and_oversized_parameters_are_4xx_and_touch_nothing(
     record("api_hostile_parameters", requests=len(ROUTES) * len(EVIL),
            statuses={str(k): v for k, v in sorted(statuses.items())})
     assert [item["value"] for item in after["items"]] == [float(i) for i in range(100)]
-    assert create_app  # the app factory the kit used

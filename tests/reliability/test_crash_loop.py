@@ -19,7 +19,7 @@ from tests.kit.plant import Plant
 from tests.reliability.conftest import LONG, record
 
 KILLS = 20 if LONG else 5
-RUN_BETWEEN = (1.5, 3.0)  # seconds of load between a start and the next kill
+RUN_BETWEEN = (1.0, 2.5)  # seconds of load between a start and the next kill
 FLUSH_S, INTERVAL_S = 0.2, 0.1
 # one flush interval and one poll, with room for a write that a loaded 2-core box delays
 LOSS_BOUND_S = FLUSH_S + INTERVAL_S + 1.0
