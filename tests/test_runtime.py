@@ -101,7 +101,7 @@ async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
             assert missing.json()["detail"].startswith("machine 'lathe9' not found")
             health = (await client.get("/api/v1/health")).json()
             assert health == {"status": "ok", "sources": [], "ledger": {
-                "ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 3, "last_error": None},
+                "ok": True, "backlog": 0, "queued": 0, "dropped": 0, "written": 3, "future": 0, "last_error": None},
                 "production": None, "problems": []}  # no production rules, no tag problems
 
 
