@@ -326,3 +326,19 @@ async def test_hour_sums_stay_equal_to_the_minute_sums_through_a_rewind(ledger) 
                  (t0 + 61 * MIN, t0 + 119 * MIN)]:
         events = await store.count_times("press07", a, b)
         assert (await store.sums("press07", a, b)).total == sum(e[1] for e in events)
+
+
+async def test_a_large_commit_stores_every_row_once_and_a_later_row_wins(ledger) -> None:
+    """A rebuild commits hundreds of thousands of parts at once (PostgreSQL: through a staging
+    table); the rows and upserts come out as with a small commit."""
+    store = ledger.production
+    t0 = at("2026-11-23T00:00:00+00:00")
+    batch = ProductionBatch(counts=[("press07", t0 + i * S, 1, 1, 0) for i in range(5000)])
+    await store.commit(batch)
+    again = ProductionBatch(counts=[("press07", t0 + i * S, 2, 2, 0) for i in range(2500)])
+    again.counts += [("press07", t0, 7, 7, 0)]  # the same part twice in one batch: the later
+    await store.commit(again)
+    rows = await store.fetch("SELECT count(*), sum(total) FROM part_counts", {}, 1)
+    assert (int(rows[0][0]), int(rows[0][1])) == (5000, 7 + 2 * 2499 + 2500)
+    minutes = await store.fetch("SELECT sum(total) FROM production_1m", {}, 1)
+    assert int(minutes[0][0]) == 5000 + 2 * 2500 + 7  # the minute sums add every commit

@@ -385,26 +385,39 @@ class Derivation:
             return seen
         ids = ", ".join(str(int(sid)) for sid in series)
         recent = until - SEEN_US
+        sql = (f"SELECT series_id, ts, value, text, quality, value_int FROM readings WHERE "
+               f"series_id IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id")
+
+        def read(a: int, b: int) -> asyncio.Future[list[Any]]:
+            return asyncio.ensure_future(self.store.fetch(sql, {"a": a, "b": b}, CHUNK))
+
         cursor, window = after, WINDOW_US
-        while cursor < until:
-            upper = min(until, cursor + window)
-            rows = await self.store.fetch(
-                f"SELECT series_id, ts, value, text, quality, value_int FROM readings WHERE "
-                f"series_id IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id",
-                {"a": cursor, "b": upper}, CHUNK)
-            items: list[Item] = []
-            append = items.append
-            for sid, ts, value, text_value, quality, value_int in rows:
-                tag, kind = series[sid]
-                append((ts, tag, from_row(kind, value, text_value, value_int), quality))
-                if ts > recent:
-                    seen.add((tag, ts))
-            if items:
-                self._take(md, items, self.clock(), out)
-            cursor = upper
-            # the next window holds about CHUNK readings at this window's rate
-            window = max(1_000_000, min(DAY_US, window * CHUNK // max(len(rows), CHUNK // 8)))
-            await asyncio.sleep(0)
+        upper = min(until, cursor + window)
+        reading = read(cursor, upper)
+        try:
+            while cursor < until:
+                rows = await reading
+                cursor = upper
+                if cursor < until:  # the database finds the next window while this one is stepped
+                    # about CHUNK readings at this window's rate
+                    window = max(1_000_000, min(DAY_US, window * CHUNK // max(len(rows), CHUNK // 8)))
+                    upper = min(until, cursor + window)
+                    reading = read(cursor, upper)
+                items: list[Item] = []
+                append = items.append
+                for sid, ts, value, text_value, quality, value_int in rows:
+                    tag, kind = series[sid]
+                    append((ts, tag, from_row(kind, value, text_value, value_int), quality))
+                    if ts > recent:
+                        seen.add((tag, ts))
+                if items:
+                    self._take(md, items, self.clock(), out)
+                await asyncio.sleep(0)
+        finally:
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(BaseException):
+                    await reading
         md.upto = max(md.upto, until)
         return seen
 

@@ -73,6 +73,9 @@ _REWIND = (
     "AND minute < :h1 GROUP BY 1, 2",
 )
 FOREVER = 2**62
+_BULK = re.compile(r"INSERT INTO (\w+) \(([^)]*)\) VALUES \(([^)]*)\) "
+                   r"(ON CONFLICT \(([^)]*)\) .*)", re.S)
+_BULK_ROWS = 2000
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _SPANS_PER_READ = 60  # UNION ALL terms in one statement (SQLite allows 500)
 _MACHINES_PER_READ = 25  # a day of a busy machine is a few hundred intervals: ~10,000 rows a read
@@ -175,9 +178,7 @@ class ProductionStore:
                         self._driver = (await self._held.get_raw_connection()).driver_connection
                     async with self._driver.transaction():
                         for sql, rows in statements:
-                            query, names = _numbered(sql)
-                            await self._driver.executemany(
-                                query, [[row[n] for n in names] for row in rows])
+                            await _pg_execute(self._driver, sql, rows)
                 except BaseException:  # a connection that failed once is not used again
                     await self._release()
                     raise
@@ -379,6 +380,30 @@ class ProductionStore:
             "SELECT start_ts, reason, comment FROM downtime_notes WHERE machine_id = :m "
             "AND start_ts >= :a AND start_ts < :b", {"m": machine, "a": start, "b": end}, 20_000)
         return {int(s): (reason, comment) for s, reason, comment in rows}
+
+
+async def _pg_execute(driver: Any, sql: str, rows: list[dict[str, Any]]) -> None:
+    """One statement for many rows on asyncpg: a large upsert (a rebuild's parts, a
+    month of minutes) COPYed into a staging table and inserted from there in one statement,
+    3x faster than a statement per row; anything else row by row."""
+    query, names = _numbered(sql)
+    records = [[row[n] for n in names] for row in rows]
+    bulk = _BULK.match(sql) if len(records) >= _BULK_ROWS else None
+    if bulk is not None:
+        table, columns, values, conflict, keys = bulk.groups()
+        order = [p.strip().lstrip(":") for p in values.split(",")]
+        cols = [c.strip() for c in columns.split(",")]
+        at = [cols.index(k.strip()) for k in keys.split(",")]
+        tuples = [tuple(row[n] for n in order) for row in rows]
+        if len({tuple(t[i] for i in at) for t in tuples}) == len(tuples):  # else: last wins
+            stage = f"stage_{table}"
+            await driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
+                                 f"(LIKE {table}) ON COMMIT DELETE ROWS")
+            await driver.copy_records_to_table(stage, records=tuples, columns=cols)
+            await driver.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} "
+                                 f"FROM {stage} {conflict}")
+            return
+    await driver.executemany(query, records)
 
 
 @functools.lru_cache(maxsize=256)
