@@ -100,8 +100,9 @@ class CopyResult:
         if self.already:
             lines.append("the target already holds this copy: nothing to do")
         rate = self.copied / self.seconds if self.seconds > 0 else 0.0
-        lines.append(f"verified: every table has the same rows and counts on both sides; "
-                     f"{self.copied:,} rows copied in {self.seconds:.1f} s ({rate:,.0f} rows/s)")
+        done = (f"{self.copied:,} rows copied in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
+                if self.copied else f"checked in {self.seconds:.1f} s")
+        lines.append(f"verified: every table has the same rows and counts on both sides; {done}")
         return lines
 
 
