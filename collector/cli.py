@@ -39,20 +39,26 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         help=f"config file (default: ${CONFIG_ENV}, then {DEFAULT_CONFIG})")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """`collector --version`: the installed package's version, looked up only when asked."""
 
-    try:
-        return version("retrofit-collector")
-    except PackageNotFoundError:
-        return "(not installed)"
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("retrofit-collector")
+        except PackageNotFoundError:
+            found = "(not installed)"
+        print(f"{parser.prog} {found}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collector",
         description="Retrofit data collector: Modbus, OPC UA and MQTT into one SQL ledger.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the collector's version and exit")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"], help="log detail")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
