@@ -29,7 +29,7 @@ def connected(health: dict[str, object]) -> bool:
     return all(s["connected"] for s in health["sources"])  # type: ignore[index,union-attr]
 
 
-async def test_sigkill_five_times_under_load_loses_at_most_a_flush_and_duplicates_nothing(
+async def test_repeated_sigkill_under_load_loses_at_most_a_flush_and_duplicates_nothing(
         tmp_path: Path) -> None:
     plant = await Plant(tmp_path, modbus_tags=20, opcua_nodes=10, mqtt_rate=100).start()
     db, spool = tmp_path / "ledger.db", tmp_path / "spool.db"
