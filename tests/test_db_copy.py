@@ -252,8 +252,14 @@ machines:
     out = collector("db", "copy", "--from", f"sqlite:///{tmp_path}/missing.db",
                     "--to", f"sqlite:///{target}")
     assert out.returncode == 1 and "missing.db' does not exist" in out.stderr
-    for res in (out,):
-        assert "Traceback" not in res.stderr
+    (tmp_path / "notes.db").write_text("not a database")
+    out = collector("db", "copy", "--from", f"sqlite:///{tmp_path}/notes.db",
+                    "--to", f"sqlite:///{target}")
+    assert out.returncode == 1 and "notes.db is not a SQLite ledger" in out.stderr
+    out = collector("db", "copy", "--from", f"sqlite:///{source}",
+                    "--to", f"postgresql://postgres@127.0.0.1:{free_port()}/plant")
+    assert out.returncode == 1 and "cannot reach or create the target postgresql://" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def opened(pid: int, path: Path) -> bool:

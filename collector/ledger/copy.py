@@ -212,8 +212,13 @@ class SqliteSide(Side):
             self.conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
                                         timeout=30, isolation_level=None,
                                         check_same_thread=False)
-        self.conn.execute("PRAGMA cache_size=-65536")
-        self.version = self._data_version()
+        try:
+            self.conn.execute("PRAGMA cache_size=-65536")
+            self.version = self._data_version()
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise CopyError(f"{shown} is not a SQLite ledger ({exc}): check the path") from None
 
     def _data_version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -223,8 +228,9 @@ class SqliteSide(Side):
         return self._data_version() != self.version
 
     async def revision(self) -> str | None:
-        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'"
-                             ).fetchone() is None:
+        found = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone()
+        if found is None:
             return None
         row = self.conn.execute("SELECT version_num FROM alembic_version").fetchone()
         return row[0] if row else None
@@ -424,8 +430,11 @@ class PostgresSide(Side):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The first line of an error, without SQLAlchemy's wrapping of the driver's."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    line = text[0] if text else type(cause).__name__
+    return line.split(") ", 1)[-1] if line.startswith("(sqlalchemy") else line
 
 
 def _conflict(table: Table, shown: str, source: Row, target: Row) -> CopyError:
@@ -485,7 +494,10 @@ def _parse(url: str, flag: str) -> URL:
     try:
         return make_url(async_url(url))
     except LedgerURLError as exc:
-        raise CopyError(f"{flag} {url!r}: " + str(exc).split(": ", 1)[-1]) from None
+        text = str(exc)
+        prefix = f"ledger.url {url!r}"
+        rest = text[len(prefix):] if text.startswith(prefix) else f": {text}"
+        raise CopyError(f"{flag} {url!r}{rest}") from None
 
 
 def _shown(url: URL, schema: str | None) -> str:
@@ -522,7 +534,11 @@ async def _migrate(url: URL, schema: str | None, shown: str) -> str | None:
     """The target's schema created or brought to the head by the ledger's migrations."""
     from collector.ledger.engine import upgrade
 
-    engine = create_engine(url.render_as_string(hide_password=False), schema=schema)
+    try:
+        engine = create_engine(url.render_as_string(hide_password=False), schema=schema)
+    except OSError as exc:
+        raise CopyError(f"cannot create the target {shown}: {exc.strerror or exc} "
+                        f"({exc.filename})") from None
     try:
         await upgrade(engine, schema)
         if engine.dialect.name == "postgresql":
@@ -530,13 +546,17 @@ async def _migrate(url: URL, schema: str | None, shown: str) -> str | None:
         return await current_revision(engine)
     except CopyError:
         raise
+    except OSError as exc:
+        raise CopyError(f"cannot reach or create the target {shown}: {exc.strerror or exc} "
+                        f"({exc.filename or 'check host, port and that the server runs'})"
+                        ) from None
     except Exception as exc:
         text = _one_line(exc)
         if "Can't locate revision" in text:
             raise CopyError(f"{shown} has a ledger schema newer than this collector knows "
                             f"({text}): copy with the collector version that wrote it") from None
-        raise CopyError(f"cannot create or migrate the ledger schema in {shown}: "
-                        f"{type(exc).__name__}: {text}") from None
+        raise CopyError(f"cannot create or migrate the ledger schema in {shown}: {text}"
+                        ) from None
     finally:
         await engine.dispose()
 
