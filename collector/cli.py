@@ -1,5 +1,5 @@
-"""The `collector` command: run, check, db upgrade and backup, demo, and each adapter's
-commissioning tool.
+"""The `collector` command: run, check, db (upgrade, revision, downgrade, backup, copy),
+rebuild, demo, and each adapter's commissioning tool.
 
 Every command answers bad input with a one-line error and a non-zero exit, never a traceback.
 """
@@ -112,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to copy it (created or migrated; must be empty or this copy)")
     copy.add_argument("--schema", default=None,
                       help="the target's PostgreSQL schema (as ledger.schema; created if missing)")
-    copy.add_argument("--from-schema", default=None, help="the source's PostgreSQL schema")
-    copy.add_argument("--batch", type=int, default=20_000, help="rows per committed batch")
+    copy.add_argument("--from-schema", default=None, metavar="SCHEMA",
+                      help="the source's PostgreSQL schema")
+    copy.add_argument("--batch", type=int, default=20_000, metavar="ROWS",
+                      help="rows per committed batch (default 20000)")
     copy.set_defaults(func=cmd_db_copy)
 
     rebuild = sub.add_parser(
