@@ -407,7 +407,10 @@ class Derivation:
                 append = items.append
                 for sid, ts, value, text_value, quality, value_int in rows:
                     tag, kind = series[sid]
-                    append((ts, tag, from_row(kind, value, text_value, value_int), quality))
+                    if text_value is None and value_int is None and kind != "bool":
+                        append((ts, tag, value, quality))  # a double, or None: as from_row
+                    else:
+                        append((ts, tag, from_row(kind, value, text_value, value_int), quality))
                     if ts > recent:
                         seen.add((tag, ts))
                 if items:
