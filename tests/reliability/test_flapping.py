@@ -18,7 +18,7 @@ from tests.reliability.conftest import LONG, record
 FLAP_SECONDS = 60.0 if LONG else 12.0
 DOWN, UP = 2.0, 2.0  # seconds each peer is stopped, then running, per cycle
 STEADY_INTERVAL = 0.1
-JITTER_P99_BOUND_MS = 50.0  # the 2,000-tag benchmark's target is 20 ms; room for a loaded box
+JITTER_P99_BOUND_MS = 100.0  # one interval; the 2,000-tag benchmark aims at 20 ms on an idle box
 RSS_GROWTH_BOUND_MB = 8.0
 
 STEADY = """
