@@ -310,7 +310,15 @@ class Pipeline:
             batch = _concat(readings for _, readings in chunk)
             if not await self._write(batch):
                 return
-            await self.spool.remove([batch_id for batch_id, _ in chunk])
+            try:
+                await self.spool.remove([batch_id for batch_id, _ in chunk])
+            except Exception as exc:  # its disk is full: kept, replayed again (the key dedupes)
+                self._spool_failed(exc)
+                self._retry.next()  # not again at once: each replay writes the ledger too
+                return
+            if self.spool_error is not None:
+                log.info("spool writable again")
+                self.spool_error = None
             self.replayed += len(batch)
             if self.queued >= self.config.batch_size and not self._stopping:
                 return  # live data first; the replay goes on next cycle
@@ -321,17 +329,20 @@ class Pipeline:
         try:
             await self.spool.append(batch)
         except Exception as exc:
-            self.spool_errors += 1
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            if self.spool_error is None:
-                log.error("the spool cannot take readings either (%s); holding them in memory "
-                          "up to pipeline.queue_size and retrying", message)
-            self.spool_error = message
+            self._spool_failed(exc)
             return False
         if self.spool_error is not None:
             log.info("spool writable again")
             self.spool_error = None
         return True
+
+    def _spool_failed(self, exc: BaseException) -> None:
+        self.spool_errors += 1
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if self.spool_error is None:
+            log.error("the spool cannot be written either (%s); holding readings in memory "
+                      "up to pipeline.queue_size and retrying", message)
+        self.spool_error = message
 
     def _requeue(self, entries: list[_Entry]) -> None:
         """Put taken entries back at the front, in their order."""

@@ -114,5 +114,5 @@ async def test_full_disks_keep_the_collector_running_and_it_recovers_what_it_ack
            **figures)
     assert "Traceback" not in text, text[-3000:]
     assert set(sent) <= set(seqs)
-    assert text.count("the spool cannot take readings either") == 1
+    assert text.count("the spool cannot be written either") == 1
 
