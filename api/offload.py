@@ -8,7 +8,9 @@ with them. `Offload` keeps `api.workers` processes (default: one per CPU, at mos
 with its own read-only connection to the ledger, and sends them such answers whole: the
 worker reads the rows and returns the finished body as bytes; the loop only sends it. Workers
 run at a lower priority (nice 10) than the collector process, so that however many answers
-they build, the sources and the ledger writer get the CPU first.
+they build, the sources and the ledger writer get the CPU first. They start with the first
+large answer (a box nobody asks keeps their 65-95 MB each) and stop again after `IDLE_STOP`
+seconds without one.
 
 A worker that dies (killed, out of memory) is replaced, and the answer it owed is built in
 the collector process instead; an error inside a worker (the database down) reaches the
@@ -73,6 +75,7 @@ BREAKS_ALLOWED = 3  # worker deaths within BREAK_WINDOW s before answers stay in
 BREAK_WINDOW = 60.0
 
 
+IDLE_STOP = 300.0  # seconds without a large answer before the workers stop (till the next)
 WORKER_CACHE_KIB = 2_048  # a worker's SQLite page cache: the OS caches the file for all of them
 DEFAULT_MOST = 4  # each worker holds 65-95 MB; more than four rarely pays on a box
 
@@ -99,11 +102,16 @@ class Offload:
     in a worker, or in this process when there are none (`workers=0`) or when the worker
     building it died; `answer(rows, build, *args)` picks a worker or this process by size."""
 
-    def __init__(self, ledger: LedgerView | None, workers: int | None = None):
+    def __init__(self, ledger: LedgerView | None, workers: int | None = None,
+                 idle_stop: float = IDLE_STOP):
         self.ledger = ledger
         wanted = default_workers() if workers is None else workers
         self.workers = wanted if wanted > 0 and shareable(ledger) else 0
+        self.idle_stop = idle_stop
         self._pool: ProcessPoolExecutor | None = None
+        self._idle: asyncio.Task[None] | None = None
+        self._used = 0.0  # monotonic time of the last answer asked of the workers
+        self._busy = 0  # answers the workers are building now
         self._closed = False
         self.replaced = 0  # workers found dead and replaced
         self.answers = 0  # answers built by workers
@@ -120,16 +128,36 @@ class Offload:
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker, initargs=(self.ledger.url, self.ledger.schema))
 
-    async def start(self) -> None:
-        """Starts the workers now (each imports and connects, ~1 s) rather than on the first
-        large request."""
-        if not self.enabled:
-            return
+    def _pool_now(self) -> ProcessPoolExecutor:
+        """The pool, made now if there is none (its processes start with its first tasks),
+        with the task that stops it once it is idle."""
+        self._used = time.monotonic()
         if self._pool is None:
             self._pool = self._make_pool()
+        if self._idle is None or self._idle.done():
+            self._idle = asyncio.create_task(self._stop_when_idle(), name="api-workers-idle")
+        return self._pool
+
+    async def _stop_when_idle(self) -> None:
+        while self._pool is not None and not self._closed:
+            wait = self._used + self.idle_stop - time.monotonic()
+            if wait > 0 or self._busy:
+                await asyncio.sleep(max(wait, 1.0))
+                continue
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            log.debug("API workers stopped after %.0f s without a large answer", self.idle_stop)
+            return
+
+    async def start(self) -> None:
+        """Starts the workers now (each imports and connects, ~1 s) rather than with the
+        first large answer."""
+        if not self.enabled:
+            return
+        pool = self._pool_now()
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.gather(*(loop.run_in_executor(self._pool, _ready)
+            await asyncio.gather(*(loop.run_in_executor(pool, _ready)
                                    for _ in range(self.workers)))
         except Exception as exc:  # the pool is remade on the next answer
             log.warning("API workers did not start: %s: %s", type(exc).__name__, exc)
@@ -150,9 +178,8 @@ class Offload:
     async def run(self, build: Callable[[LedgerView, *Args], Awaitable[T]], *args: *Args) -> T:
         if not self.enabled:
             return await build(self._here(), *args)
-        if self._pool is None:
-            self._pool = self._make_pool()
-        pool = self._pool
+        pool = self._pool_now()
+        self._busy += 1
         try:
             body = await asyncio.get_running_loop().run_in_executor(pool, _build, build, args)
             self.answers += 1
@@ -161,6 +188,9 @@ class Offload:
             if self._pool is pool and not self._closed:
                 self._replace(pool)
             return await build(self._here(), *args)
+        finally:
+            self._busy -= 1
+            self._used = time.monotonic()
 
     def _here(self) -> LedgerView:
         """The ledger of this process, for answers built here."""
@@ -194,6 +224,8 @@ class Offload:
     async def close(self) -> None:
         """Stops the workers (those still building an answer are waited for, ~10 ms)."""
         self._closed = True
+        if self._idle is not None:
+            self._idle.cancel()
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -1,5 +1,6 @@
 """The HTTP server of a running collector: the API and the status page served by uvicorn in
-the collector's own event loop, with the worker processes that build large answers.
+the collector's own event loop, with the worker processes that build large answers (started
+by the first large answer, see `api.offload`).
 
 `collector run` and `collector demo` pass `ApiServer` to the `Runtime`, which starts it after
 its sources and stops it before closing the ledger; the runtime itself never imports the API.
@@ -57,8 +58,7 @@ class ApiServer:
         self._server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                               lifespan="off", **quiet_uvicorn()))
         self.offload = app.state.offload
-        self._tasks = [asyncio.create_task(self.offload.start(), name="api-workers"),
-                       asyncio.create_task(self._server.serve(sockets=[sock]), name="api")]
+        self._tasks = [asyncio.create_task(self._server.serve(sockets=[sock]), name="api")]
         log.info("API and status page on http://%s:%s/", cfg.host, self.port)
 
     async def stop(self) -> None:

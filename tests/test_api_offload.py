@@ -100,6 +100,27 @@ async def test_workers_answer_the_same_bytes(apps) -> None:
         1 for i in range(400) if i * 7 * S >= 3_600 * S)
 
 
+async def test_workers_start_with_the_first_large_answer_and_stop_when_idle(apps) -> None:
+    """No worker process until a large answer is asked for; they stop after `idle_stop`
+    seconds without one, and the next large answer starts them again."""
+    _, local, offloaded, offload = apps
+    offload.idle_stop = 0.5
+    assert offload.pids() == []
+    url, params = QUERIES[0]
+    expected = await pages(local, url, params)
+    assert await pages(offloaded, url, params) == expected
+    (pid,) = offload.pids()
+    answers = offload.answers
+    assert answers > 0
+    for _ in range(100):
+        if not offload.pids() and not process_alive(pid):
+            break
+        await asyncio.sleep(0.1)
+    assert offload.pids() == [] and not process_alive(pid)
+    assert await pages(offloaded, url, params) == expected
+    assert offload.answers > answers and len(offload.pids()) == 1 and offload.pids() != [pid]
+
+
 async def test_tags_from_workers_are_the_same(apps) -> None:
     """`/tags` of 1,000 series or more: the newest readings come from a worker."""
     ledger, local, offloaded, offload = apps
