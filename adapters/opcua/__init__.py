@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from adapters.base import AdapterContext, AdapterSpec, register
 
-from .browse import add_cli
+from .command import add_cli
 from .config import OpcUaSourceConfig, OpcUaTagConfig
 from .explain import explain_tag
 

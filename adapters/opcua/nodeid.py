@@ -12,8 +12,10 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from asyncua import ua
+if TYPE_CHECKING:  # imported where used: a config without OPC UA sources loads no asyncua
+    from asyncua import ua
 
 EXAMPLES = "e.g. ns=2;i=42, ns=1;s=Press07.Temperature, ns=3;g=<GUID>, ns=2;b=<base64>, nsu=urn:vendor:plc;s=Temp"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -31,6 +33,8 @@ class NodeRef:
 
     def resolve(self, namespaces: list[str] | None = None) -> ua.NodeId:
         """The asyncua NodeId; `namespaces` (the server's NamespaceArray) resolves `nsu=`."""
+        from asyncua import ua
+
         index = self.namespace
         if self.namespace_uri is not None:
             if namespaces is None or self.namespace_uri not in namespaces:
@@ -48,6 +52,8 @@ class NodeRef:
 def node_id(identifier: int | str | uuid.UUID | bytes, namespace: int = 0,
             kind: ua.NodeIdType | None = None) -> ua.NodeId:
     """An asyncua NodeId of plain values; without `kind`, asyncua picks it from the identifier."""
+    from asyncua import ua
+
     # asyncua annotates the fields with its wire types (Int32, Int16, ...) but takes plain
     # values, as its own ObjectIds constants are
     return ua.NodeId(identifier, namespace, kind)  # type: ignore[arg-type]
@@ -100,6 +106,8 @@ def parse_node_id(text: str) -> NodeRef:
 
 def format_node_id(node_id: ua.NodeId) -> str:
     """The canonical text form we ask technicians to paste (`ns=2;s=...`, `i=2258`)."""
+    from asyncua import ua
+
     ns = f"ns={node_id.NamespaceIndex};" if node_id.NamespaceIndex else ""
     ident = node_id.Identifier
     t = node_id.NodeIdType
@@ -120,6 +128,8 @@ class BrowsePath:
     elements: tuple[tuple[int, str], ...]
 
     def relative_path(self) -> ua.RelativePath:
+        from asyncua import ua
+
         path = ua.RelativePath()
         for ns, name in self.elements:
             element = ua.RelativePathElement()

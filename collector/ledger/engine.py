@@ -8,15 +8,17 @@ technician writes the plain form; SQLite gets WAL and the pragmas a long-running
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:  # alembic (~10 MB) is loaded only when there is a migration to apply
+    from alembic.config import Config
 
 log = logging.getLogger("collector.ledger")
 
@@ -115,6 +117,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
@@ -122,7 +126,38 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(connection), "head")
+
+
+_REVISION = re.compile(r'^(down_)?revision = (?:"([^"]+)"|None)', re.MULTILINE)
+
+
+def head_revision() -> str | None:
+    """The newest migration (the one no other revises), read from the `revision` and
+    `down_revision` lines of the migration files; None when there is not exactly one."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value:
+                (revised if down else revisions).add(value)
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+async def at_head(engine: AsyncEngine) -> bool:
+    """Whether the ledger has every migration already (as at nearly every start)."""
+    head = head_revision()
+    if head is None:
+        return False
+    try:
+        async with engine.connect() as conn:
+            found = (await conn.exec_driver_sql("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:  # a new ledger: no version table yet
+        return False
+    return [row[0] for row in found] == [head]
 
 
 def _current(connection: Connection) -> str | None:
@@ -153,6 +188,8 @@ async def upgrade(engine: AsyncEngine, schema: str | None = None) -> None:
     PostgreSQL, `schema` (ledger.schema) is created first when it is missing and the role may."""
     if schema and engine.dialect.name == "postgresql" and await ensure_schema(engine, schema):
         log.info("ledger schema %r created", schema)
+    if await at_head(engine):
+        return
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
 

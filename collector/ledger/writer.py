@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -169,6 +168,8 @@ class LedgerWriter:
         ON CONFLICT DO NOTHING instead. Runs on the driver inside SQLAlchemy's transaction
         when one is open (a savepoint), else as its own transaction. Returns the number of
         rows inserted."""
+        from asyncpg.exceptions import UniqueViolationError  # not loaded on SQLite
+
         raw = (await conn.get_raw_connection()).driver_connection
         # through SQLAlchemy first, which opens its transaction if none is open yet: COPY then
         # runs in a savepoint, and the stage (emptied at commit) never runs in autocommit

@@ -7,7 +7,7 @@ import argparse
 import pytest
 import yaml
 
-from adapters.opcua.browse import add_cli
+from adapters.opcua.command import add_cli
 from adapters.opcua.config import OpcUaTagConfig
 from tests.kit.ports import free_port
 
