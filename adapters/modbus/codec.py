@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Literal
 
 from collector.model import Value
@@ -67,6 +68,7 @@ def _swaps(order: str) -> tuple[bool, bool]:
     return order in ("CDAB", "DCBA"), order in ("BADC", "DCBA")
 
 
+@lru_cache(maxsize=256)  # tags of one type and byte order share one decoder
 def make_decoder(
     type_: str,
     byte_order: str = "ABCD",
