@@ -6,8 +6,10 @@ path (or its parent's, when a check spans several fields)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,17 @@ def mutate(rng: random.Random, text: str) -> tuple[str, str, str | None]:
     return kind, yaml.safe_dump(data, allow_unicode=True), None
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """`main()` points the root logger at this test's captured stderr: put it back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_check_answers_every_mutation_with_exit_0_or_2_and_the_path(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENV:

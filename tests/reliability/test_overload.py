@@ -157,9 +157,14 @@ async def test_at_the_spool_cap_drops_are_counted_in_health_metrics_and_one_log_
     assert health["ledger"]["dropped"] == spool.dropped and health["status"] == "degraded"
     assert metric(metrics, "collector_spool_dropped_readings_total") == spool.dropped
     assert len(lines) == 1 and f"dropped the {drop}" in lines[0], lines
-    # (batches that a failed write held come to the spool after those spilled meanwhile)
-    if drop == "oldest":  # the newest readings are kept, up to the last batch
-        assert batches - 1 in kept and min(kept) > batches // 2  # type: ignore[operator]
-    else:  # what was spooled first stays, the newest batches did not fit
-        assert batches - 1 not in kept and max(kept) < batches // 2  # type: ignore[operator]
+    # in the order batches reached the spool (a batch a failing write held comes after those
+    # spilled meanwhile): oldest keeps an unbroken run up to the last one, newest the first ones
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        ids = [i for (i,) in conn.execute("SELECT id FROM batches ORDER BY id")]
+        last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()[0]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    if drop == "oldest":
+        assert ids[-1] == last and ids[0] > 1 and batches - 1 in kept
+    else:
+        assert ids[0] == 1 and ids[-1] == last and batches - 1 not in kept
     assert len(kept) * size == spool.backlog
