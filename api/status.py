@@ -12,6 +12,7 @@ import html
 from functools import cache
 from pathlib import Path
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
@@ -19,6 +20,10 @@ from api.boundary import RuntimeView
 from api.deps import runtime
 
 router = APIRouter(include_in_schema=False)
+
+# anyio loads its file functions on first use: load them with this module, not inside the
+# first file answer
+_OPEN_FILE = anyio.open_file
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"status.css": "text/css", "status.js": "text/javascript", "draw.js": "text/javascript",

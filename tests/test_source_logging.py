@@ -122,7 +122,7 @@ async def test_a_refused_register_is_one_warning_and_no_false_recovery(
             "reading holding 50 (tags pressure); check the tag's address and register kind "
             "against the register map"]
         assert lines(caplog, logging.INFO) == []  # the good block does not make it recovered
-        assert source.sink.of("speed")[-1][3:] == (77, GOOD)
+        assert source.sink.of("speed")[-1][3:5] == (77, GOOD)
         assert [r.quality for r in source.sink.of("pressure")] == [BAD]
     finally:
         await device.stop()
@@ -164,7 +164,7 @@ async def test_a_wrong_byte_count_is_a_one_line_error_of_its_source_not_a_traceb
                  or "Fatal error" in r.getMessage()]
         assert noisy == []
         assert source.health.connected
-        assert source.sink.of("oil_temp")[-1][3:] == (215, GOOD)
+        assert source.sink.of("oil_temp")[-1][3:5] == (215, GOOD)
         assert [r.quality for r in source.sink.of("mode")] == [BAD]
     finally:
         await device.stop()
