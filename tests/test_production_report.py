@@ -342,3 +342,38 @@ async def test_a_large_commit_stores_every_row_once_and_a_later_row_wins(ledger)
     assert (int(rows[0][0]), int(rows[0][1])) == (5000, 7 + 2 * 2499 + 2500)
     minutes = await store.fetch("SELECT sum(total) FROM production_1m", {}, 1)
     assert int(minutes[0][0]) == 5000 + 2 * 2500 + 7  # the minute sums add every commit
+
+
+def test_interval_intersections_and_the_states_of_spans_match_a_plain_count() -> None:
+    import random
+
+    from collector.derive.report import _intersect, _states_during, fill
+
+    def disjoint(rng: random.Random, n: int) -> list[tuple[int, int]]:
+        out, t = [], rng.randrange(0, 5)
+        for _ in range(n):
+            t += rng.randrange(0, 5)
+            length = rng.randrange(1, 8)
+            out.append((t, t + length))
+            t += length
+        return out
+
+    rng = random.Random(11)
+    for _ in range(500):
+        a, b = disjoint(rng, rng.randrange(0, 15)), disjoint(rng, rng.randrange(0, 7))
+        points = {x for x in range(0, 200) if any(p <= x < q for p, q in a)
+                  and any(p <= x < q for p, q in b)}
+        got = _intersect(a, b)
+        assert {x for p, q in got for x in range(p, q)} == points
+        assert sum(q - p for p, q in got) == len(points)
+        assert all(p < q for p, q in got) and got == sorted(got)
+        line = fill([(p, q, rng.choice(["running", "idle", "stopped"])) for p, q in a], 0, 120)
+        spans = [(p, q) for p, q in b if q <= 120]
+        want = []
+        for p, q in spans:
+            states: list[str] = []
+            for s, e, state in line:
+                if e > p and s < q and state not in states:
+                    states.append(state)
+            want.append(states)
+        assert _states_during(line, spans) == want

@@ -8,6 +8,7 @@ way derivation would (`machine.project`), so a machine whose data stopped shows 
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,8 +240,8 @@ class ProductionReport:
         now = self.clock()
         for _ in range(3):  # a commit between the reads would tear them apart
             commits = self.store.commits
-            extents = await self.store.extents(machines, start, stop)
-            cps = await self.store.checkpoints(machines)
+            extents, cps = await asyncio.gather(self.store.extents(machines, start, stop),
+                                                self.store.checkpoints(machines))
             windows = {}
             for machine in machines:
                 first_interval, before, after = extents.get(machine, (None, None, None))
@@ -250,8 +251,8 @@ class ProductionReport:
                 lo, hi = _stop_window(first, before, after, start, stop, now)
                 if hi > lo:
                     windows[machine] = (lo, hi)
-            stored = await self.store.intervals_of(windows)
-            notes = await self.store.notes_of(windows)
+            stored, notes = await asyncio.gather(self.store.intervals_of(windows),
+                                                 self.store.notes_of(windows))
             if self.store.commits == commits:
                 break
         timelines = {m: self._compose(cps.get(m), stored[m], lo, hi)
@@ -310,10 +311,9 @@ class ProductionReport:
             notes = await self.store.notes(machine, downs[0][0], downs[-1][0] + 1)
         now = self.clock()
         out = []
-        for a, b in downs:
+        for (a, b), states in zip(downs, _states_during(timeline, downs), strict=True):
             reason, comment = notes.get(a, (None, None))
-            out.append(Downtime(machine, a, b, _states_in(timeline, a, b), reason, comment,
-                                ongoing=b >= now))
+            out.append(Downtime(machine, a, b, states, reason, comment, ongoing=b >= now))
         return out
 
     async def set_reason(self, downtime: str, reason: str | None, comment: str | None,
@@ -509,15 +509,17 @@ class ProductionReport:
         edges = sorted({x for s in spans for x in (s.start, min(s.end, now))
                         if x <= now and x % MINUTE == 0})
         machines = list(self.rules)
-        by_edges = await self.store.sums_by_edges(machines, edges) if len(edges) > 1 else {}
         index = {edge: i for i, edge in enumerate(edges)}
         day_start = min((sp.start for sp in spans), default=0)
         day_stop = min(max((sp.end for sp in spans), default=0), now)
         timelines: dict[str, list[Interval]] = {}
         notes: dict[str, dict[int, Any]] = {}
-        if day_stop > day_start:
-            timelines, notes = await self._stop_timelines(
-                [m for m in machines if self.rules[m].has_states], day_start, day_stop)
+        # the parts and the timelines read at once (PostgreSQL: on connections of their own)
+        by_edges, (timelines, notes) = await asyncio.gather(
+            self.store.sums_by_edges(machines, edges),
+            self._stop_timelines([m for m in machines if self.rules[m].has_states],
+                                 day_start, day_stop) if day_stop > day_start
+            else _nothing())
         for machine in machines:
             whole: Figures | None = None
             around = None
@@ -588,6 +590,10 @@ class ProductionReport:
         rate = (sum(1 for i in counted if i["connected"]) / len(items)) if items and counted else None
         return {"start": start, "end": stop, "threshold": CONNECTED, "rate": rate,
                 "machines": items}
+
+
+async def _nothing() -> tuple[dict[str, list[Interval]], dict[str, dict[int, Any]]]:
+    return {}, {}
 
 
 def _first_observed(first_interval: int | None, cp: Checkpoint | None) -> int | None:
@@ -697,6 +703,20 @@ def _stops(timeline: Sequence[Interval]) -> list[tuple[int, int]]:
 
 def _intersect(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The intersection of two sorted lists of disjoint intervals."""
+    if len(b) <= 4:  # a few (a shift's planned time): `a` cut at their edges, by bisection
+        cut: list[tuple[int, int]] = []
+        for lo, hi in b:
+            i = bisect_right(a, lo, key=_end)
+            j = bisect_left(a, hi, key=_start)
+            if i >= j:
+                continue
+            part = list(a[i:j])
+            if part[0][0] < lo:
+                part[0] = (lo, part[0][1])
+            if part[-1][1] > hi:
+                part[-1] = (part[-1][0], hi)
+            cut += part
+        return cut
     out: list[tuple[int, int]] = []
     append = out.append
     i = j = 0
@@ -719,20 +739,29 @@ def _length(intervals: Sequence[tuple[int, int]]) -> int:
     return sum(b - a for a, b in intervals)
 
 
-def _states_in(timeline: Sequence[Interval], start: int, stop: int) -> list[str]:
-    """The states of `timeline` (sorted, without gaps) within [start, stop), in order."""
-    out: list[str] = []
-    i = bisect_right(timeline, start, key=_end) if timeline else 0
-    while i < len(timeline) and timeline[i][0] < stop:
-        if timeline[i][2] not in out:
-            out.append(timeline[i][2])
-        i += 1
+def _states_during(timeline: Sequence[Interval], spans: Sequence[tuple[int, int]]
+                   ) -> list[list[str]]:
+    """For each of `spans` (sorted, disjoint) the states of `timeline` (sorted, without gaps)
+    within it, in order: one walk along both."""
+    out: list[list[str]] = []
+    i, n = 0, len(timeline)
+    for a, b in spans:
+        while i < n and timeline[i][1] <= a:
+            i += 1
+        states: list[str] = []
+        k = i
+        while k < n and timeline[k][0] < b:
+            state = timeline[k][2]
+            if state not in states:
+                states.append(state)
+            k += 1
+        out.append(states)
     return out
 
 
-def _start(interval: Interval) -> int:
+def _start(interval: Sequence[int | str]) -> Any:
     return interval[0]
 
 
-def _end(interval: Interval) -> int:
+def _end(interval: Sequence[int | str]) -> Any:
     return interval[1]

@@ -263,6 +263,7 @@ class ProductionStore:
                            ) -> dict[str, list[tuple[int, int, str]]]:
         """`intervals(machine, start, end)` of each machine's (start, end) window."""
         out: dict[str, list[tuple[int, int, str]]] = {m: [] for m in windows}
+        reads = []
         for chunk in _chunks(list(windows), _MACHINES_PER_READ):
             params: dict[str, Any] = {}
             parts = []
@@ -273,7 +274,9 @@ class ProductionStore:
                     f"WHERE machine_id = :m{i} AND start_ts < :b{i} AND start_ts >= coalesce("
                     f"(SELECT max(start_ts) FROM state_intervals WHERE machine_id = :m{i} "
                     f"AND start_ts <= :a{i}), :a{i})")
-            rows = await self.fetch(" UNION ALL ".join(parts), params, small_reads.MAX_ROWS)
+            reads.append(self.fetch(" UNION ALL ".join(parts), params, small_reads.MAX_ROWS))
+        # PostgreSQL: on connections of their own at once (SQLite reads them one by one)
+        for rows in await asyncio.gather(*reads):
             for machine, group in itertools.groupby(rows, key=_first):  # each machine's together
                 out[machine] += [(s, e, state) for _, s, e, state in group]
         for machine, found in out.items():
