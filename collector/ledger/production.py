@@ -214,9 +214,7 @@ class ProductionStore:
         if machines is not None:
             if not machines:
                 return {}
-            for i, machine in enumerate(machines):
-                params[f"m{i}"] = machine
-            sql += f" WHERE machine_id IN ({', '.join(':' + k for k in params)})"
+            sql += f" WHERE machine_id IN ({_bind(machines, params)})"
         rows = await self.fetch(sql, params, 10_000)
         return {m: Checkpoint(m, int(upto), state, since, json.loads(data), int(at))
                 for m, upto, state, since, data, at in rows}
@@ -243,10 +241,7 @@ class ProductionStore:
         out: dict[str, tuple[int | None, int | None, int | None]] = {}
         for chunk in _chunks(machines, _MACHINES_PER_READ):
             params: dict[str, Any] = {"t": start, "u": stop}
-            values = []
-            for i, machine in enumerate(chunk):
-                params[f"m{i}"] = machine
-                values.append(f"(:m{i})")
+            values = _bind(chunk, params, "({})")
             rows = await self.fetch(
                 "SELECT v.column1, "
                 "(SELECT min(start_ts) FROM state_intervals WHERE machine_id = v.column1), "
@@ -254,7 +249,7 @@ class ProductionStore:
                 "AND start_ts < :t AND state = 'running' ORDER BY start_ts DESC LIMIT 1), "
                 "(SELECT start_ts FROM state_intervals WHERE machine_id = v.column1 "
                 "AND start_ts >= :u AND state = 'running' ORDER BY start_ts LIMIT 1) "
-                f"FROM (VALUES {', '.join(values)}) AS v", params, len(chunk))
+                f"FROM (VALUES {values}) AS v", params, len(chunk))
             for machine, first, before, after in rows:
                 out[str(machine)] = (_int(first), _int(before), _int(after))
         return out
@@ -293,13 +288,10 @@ class ProductionStore:
             return out
         params: dict[str, Any] = {"a": min(a for a, _ in windows.values()),
                                   "b": max(b for _, b in windows.values())}
-        names = []
-        for i, machine in enumerate(windows):
-            params[f"m{i}"] = machine
-            names.append(f":m{i}")
         rows = await self.fetch(
             "SELECT machine_id, start_ts, reason, comment FROM downtime_notes WHERE machine_id "
-            f"IN ({', '.join(names)}) AND start_ts >= :a AND start_ts < :b", params, 20_000)
+            f"IN ({_bind(list(windows), params)}) AND start_ts >= :a AND start_ts < :b",
+            params, 20_000)
         for machine, s, reason, comment in rows:
             a, b = windows[machine]
             if a <= s < b:
@@ -353,8 +345,8 @@ class ProductionStore:
         out: dict[tuple[str, int], Sums] = defaultdict(Sums)
         if len(edges) < 2 or not machines:
             return out
-        names: dict[str, Any] = {f"m{i}": machine for i, machine in enumerate(machines)}
-        listed = ", ".join(":" + name for name in names)
+        names: dict[str, Any] = {}
+        listed = _bind(machines, names)
         pieces = [(k, *piece) for k in range(len(edges) - 1)
                   for piece in _pieces(edges[k], edges[k + 1])]
         for at in range(0, len(pieces), _SPANS_PER_READ):
@@ -435,6 +427,16 @@ def _pieces(start: int, end: int) -> list[tuple[str, str, int, int]]:
     if last < end:
         out.append(("production_1m", "minute", last, end))
     return out
+
+
+def _bind(machines: Sequence[str], params: dict[str, Any], each: str = "{}") -> str:
+    """Machine ids as parameters `m0, m1, ...` in `params`; their placeholders, each in
+    `each`, joined by commas (an IN list, a VALUES list)."""
+    marks = []
+    for i, machine in enumerate(machines):
+        params[f"m{i}"] = machine
+        marks.append(each.format(f":m{i}"))
+    return ", ".join(marks)
 
 
 def _json(data: dict[str, Any]) -> str:
