@@ -10,6 +10,11 @@ last quarter of the samples is compared with the median of the first quarter (af
 
     .venv/bin/python bench/soak.py --minutes 240          # a run of hours (not in CI)
     .venv/bin/python bench/soak.py --minutes 10 --json     # the short proof
+    .venv/bin/python bench/soak.py --minutes 150 --samples soak.json --plot soak.png
+
+`--plot` draws the samples (RSS; open files, sockets, threads, tasks; API latency) with
+matplotlib, which the box does not need: `.venv/bin/pip install '.[bench]'` first.
+`--plot` with `--from soak.json` draws an earlier run's samples without running again.
 """
 
 from __future__ import annotations
@@ -144,7 +149,43 @@ async def soak(args: argparse.Namespace) -> int:
                "max_rss_mb": max((s["rss_mb"] for s in samples), default=None)}
     print(json.dumps(summary) if args.json else
           ("PASS" if not problems else "FAIL: " + "; ".join(problems)), flush=True)
+    if args.samples is not None:
+        args.samples.write_text(json.dumps({**summary, "samples": samples}, indent=1))
+    if args.plot is not None and samples:
+        title = (f"soak: {args.minutes:g} min, {args.modbus_tags} Modbus tags, "
+                 f"{args.opcua_nodes} OPC UA nodes, {args.mqtt_rate:g} MQTT msg/s: "
+                 + ("PASS" if not problems else "FAIL"))
+        plot(samples, args.plot, title)
     return 1 if problems else 0
+
+
+def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
+    """RSS, the counts from /proc and the API latency over the run, as a PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        sys.exit("--plot needs matplotlib: .venv/bin/pip install '.[bench]'")
+    minutes = [s["minute"] for s in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    axes[0].plot(minutes, [s["rss_mb"] for s in samples], label="RSS of the collector (MB)")
+    for key in ("fds", "sockets", "threads", "tasks"):
+        axes[1].plot(minutes, [s[key] for s in samples], label=key.replace("fds", "open files"))
+    for key, label in (("latest_p95_ms", "latest values p95 (ms)"),
+                       ("page_p95_ms", "page of 1,000 readings p95 (ms)")):
+        axes[2].plot(minutes, [s[key] for s in samples], label=label)
+    axes[0].set_ylim(bottom=0)
+    axes[1].set_ylim(bottom=0)
+    axes[2].set_ylim(bottom=0)
+    for ax in axes:
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(alpha=0.3)
+    axes[2].set_xlabel("minutes")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}", flush=True)
 
 
 def main() -> None:
@@ -157,7 +198,17 @@ def main() -> None:
     parser.add_argument("--mqtt-rate", type=float, default=50.0, help="QoS 1 messages/s")
     parser.add_argument("--interval", default="1s", help="poll/publishing interval")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--samples", type=Path, help="write the samples to this JSON file")
+    parser.add_argument("--plot", type=Path, help="draw the samples into this PNG")
+    parser.add_argument("--from", dest="source", type=Path,
+                        help="with --plot: draw the samples of an earlier --samples file")
     args = parser.parse_args()
+    if args.source is not None:
+        if args.plot is None:
+            parser.error("--from needs --plot")
+        plot(json.loads(args.source.read_text())["samples"], args.plot,
+             f"soak: {args.source.name}")
+        return
     sys.exit(asyncio.run(soak(args)))
 
 
