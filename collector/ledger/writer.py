@@ -210,23 +210,25 @@ class LedgerWriter:
         ids = self._ids
         rows: list[tuple[object, ...]] = []
         append = rows.append
+        # unpacked, not `r.value` and so on: six attribute lookups cost more than the rest
         for r in batch:
-            v = r.value
-            sid = ids[(r.machine, r.tag)]
+            machine, tag, ts, v, quality, status = r
+            sid = ids[(machine, tag)]
+            q = int(quality)
             cls = v.__class__
             if cls is float or v is None:
                 if v != v:  # NaN is no value: SQLite would store it as NULL anyway
                     v = None
-                append((sid, r.ts, v, None, int(r.quality), None, r.status))
+                append((sid, ts, v, None, q, None, status))
             elif cls is int:
                 if INT64_MIN <= v < INT64_END:  # type: ignore[operator]
-                    append((sid, r.ts, float(v), None, int(r.quality), v, r.status))
+                    append((sid, ts, float(v), None, q, v, status))
                 else:
                     append(self._wide_row(sid, r))
             elif isinstance(v, str):
-                append((sid, r.ts, None, v, int(r.quality), None, r.status))
+                append((sid, ts, None, v, q, None, status))
             elif isinstance(v, bool) or not isinstance(v, int):
-                append((sid, r.ts, float(v), None, int(r.quality), None, r.status))
+                append((sid, ts, float(v), None, q, None, status))
             else:  # an int subclass (IntEnum): its plain int
                 append(self._wide_row(sid, r._replace(value=int(v))))
         return rows
