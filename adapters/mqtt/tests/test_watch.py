@@ -9,7 +9,8 @@ import time
 
 import yaml
 
-from adapters.mqtt.watch import add_cli, flatten, looks_like_time
+from adapters.mqtt.command import add_cli
+from adapters.mqtt.watch import flatten, looks_like_time
 from tests.kit.mqtt import Publisher
 from tests.kit.ports import free_port
 
