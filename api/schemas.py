@@ -67,6 +67,8 @@ class LastReading(BaseModel):
     ts: str
     value: Value
     quality: str
+    status: str | None = Field(None, description=_STATUS)
+    status_code: int | None = Field(None, description=_STATUS_CODE)
 
 
 class TagInfo(BaseModel):

@@ -13,7 +13,8 @@ from api.boundary import LedgerView, RuntimeView
 from api.deps import offloaded, require_key, runtime
 from api.lookup import cached_series, machine_series, tag_descriptions
 from api.offload import Offload
-from api.output import QUALITY_TAILS, ts_texts, value_texts
+from api.output import QUALITY_TAILS, quality_tail, ts_texts, value_texts
+from api.readings import IntAs, IntAsQ
 from api.schemas import ERRORS, TagList
 from collector.ledger import Series
 from collector.ledger.exact import exact_value
@@ -23,9 +24,11 @@ router = APIRouter(prefix="/api/v1/tags", tags=["tags"], dependencies=[Depends(r
                    responses=ERRORS)
 
 
-@router.get("", response_model=TagList, summary="Tags (series) with unit, source and newest value")
+@router.get("", response_model=TagList, summary="Tags (series) with unit, source and newest value",
+            response_model_exclude_none=True)  # status: only on readings that have one
 async def list_tags(
     machine: str | None = Query(None, description="only this machine's tags; all when omitted"),
+    int_as: IntAs = IntAsQ,
     rt: RuntimeView = Depends(runtime),
     offload: Offload = Depends(offloaded),
 ) -> Response:
@@ -34,7 +37,8 @@ async def list_tags(
     else:
         series = await cached_series(rt.ledger, None)
     bools = {s.id for s in series if s.kind == "bool"}
-    latest = await offload.answer(len(series), latest_texts, [s.id for s in series], bools)
+    latest = await offload.answer(len(series), latest_texts, [s.id for s in series], bools,
+                                  int_as == "string")
     return Response(tags_body(series, tag_descriptions(rt), latest),
                     media_type="application/json")
 
@@ -54,26 +58,31 @@ def tags_body(series: Sequence[Series], described: Mapping[tuple[str, str], str]
     return b"".join(parts)
 
 
-async def latest_texts(ledger: LedgerView, ids: list[int], bools: set[int]) -> dict[int, bytes]:
+async def latest_texts(ledger: LedgerView, ids: list[int], bools: set[int],
+                       ints_as_text: bool = False) -> dict[int, bytes]:
     """Each series' newest reading as `{"ts":..,"value":..,"quality":..}` (in a worker
     process when there are any: `api.offload`)."""
-    return _latest_texts(await ledger.latest.rows(ids), bools)
+    return _latest_texts(await ledger.latest.rows(ids), bools, ints_as_text)
 
 
-def _latest_texts(rows: list[Row], bools: set[int]) -> dict[int, bytes]:
-    """`{"ts":..,"value":..,"quality":..}` of each series' newest reading, column by column
-    in C code (`api.output.value_texts`)."""
+def _latest_texts(rows: list[Row], bools: set[int], ints_as_text: bool = False
+                  ) -> dict[int, bytes]:
+    """`{"ts":..,"value":..,"quality":..}` of each series' newest reading (with `status`
+    and `status_code` where it has one), column by column in C code
+    (`api.output.value_texts`); integers as strings with `ints_as_text`."""
     if not rows:
         return {}
-    sids, tss, values, texts, qualities, ints, _statuses = zip(*rows, strict=True)
+    sids, tss, values, texts, qualities, ints, statuses = zip(*rows, strict=True)
     if ints.count(None) != len(ints):  # the exact integers
         values = tuple(map(exact_value, values, ints))
     if texts.count(None) != len(texts):  # text first, as `present` shows it
         values = tuple(v if t is None else t for v, t in zip(values, texts, strict=True))
     flags = map(bools.__contains__, sids) if bools else None
+    tails = (map(QUALITY_TAILS.__getitem__, qualities) if statuses.count(None) == len(statuses)
+             else map(quality_tail, qualities, statuses))
     return dict(zip(sids, map(b"".join, zip(
-        repeat(b'{"ts":"'), ts_texts(tss), repeat(b'","value":'), value_texts(values, flags),
-        map(QUALITY_TAILS.__getitem__, qualities))), strict=False))
+        repeat(b'{"ts":"'), ts_texts(tss), repeat(b'","value":'),
+        value_texts(values, flags, ints_as_text), tails)), strict=False))
 
 
 _HEADS: dict[tuple[int, str | None], tuple[Series, bytes]] = {}

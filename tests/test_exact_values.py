@@ -157,10 +157,16 @@ async def served(rt: Any, client: httpx.AsyncClient, readings: dict[str, Reading
     text = await client.get("/api/v1/readings", params={**window, "format": "csv"})
     aggregate = await client.get("/api/v1/readings/aggregate",
                                  params={**window, "bucket": "1m"})
-    for r in (latest, page, strings, text, aggregate):
+    tags = await client.get("/api/v1/tags", params={"machine": "press07"})
+    tag_strings = await client.get("/api/v1/tags", params={"machine": "press07",
+                                                           "int_as": "string"})
+    for r in (latest, page, strings, text, aggregate, tags, tag_strings):
         assert r.status_code == 200, r.text
     return {
         "latest": {i["tag"]: i for i in latest.json()["items"]},
+        "tags": {i["tag"]: i["latest"] for i in tags.json()["items"] if i["latest"]},
+        "tag_strings": {i["tag"]: i["latest"] for i in tag_strings.json()["items"]
+                        if i["latest"]},
         "readings": {i["tag"]: i for i in page.json()["items"]},
         "strings": {i["tag"]: i for i in strings.json()["items"]},
         "csv": {row["tag"]: row for row in csv.DictReader(io.StringIO(text.text))},
@@ -172,6 +178,7 @@ async def served(rt: Any, client: httpx.AsyncClient, readings: dict[str, Reading
 def assert_exact(out: dict[str, Any], expected: dict[str, int]) -> None:
     for tag, value in expected.items():
         assert out["latest"][tag]["value"] == value, tag
+        assert out["tags"][tag]["value"] == value and out["tag_strings"][tag]["value"] == str(value)
         assert type(out["readings"][tag]["value"]) is int and out["readings"][tag]["value"] == value
         assert out["strings"][tag]["value"] == str(value), tag
         assert out["csv"][tag]["value"] == str(value), tag
@@ -213,7 +220,7 @@ async def test_opcua_int64_uint64_float_and_status_end_to_end(api_env) -> None:
     assert_exact(out, {**EDGES, "stale": 2**63 - 1})
     assert_float32(out)
     # the raw StatusCode and its name, on the readings and the latest values
-    for answer in ("readings", "latest"):
+    for answer in ("readings", "latest", "tags"):
         assert out[answer]["broken"]["status"] == "BadSensorFailure"
         assert out[answer]["broken"]["status_code"] == SENSOR_FAILURE
         assert out[answer]["stale"]["status"] == "UncertainLastUsableValue"
