@@ -721,14 +721,14 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             keep = str(Path(args.keep_data) / f"bench_prod_{args.machines}m_{args.days}d_{end // S}")
         with database(backend, tmp, "daily", keep) as (url, schema):
             if keep is not None and run_service(stored_days(url, schema)):
-                built = {"intervals": 0, "counts": 0, "notes": 0, "seconds": 0.0}
                 print(f"{backend:10} reusing  {keep}", flush=True)
             else:
                 built = run_service(build_daily(url, schema, args, start, end))
-            results["built"] = built
-            print(f"{backend:10} stored   {args.machines} machines x {args.days} days: "
-                  f"{built['intervals']:,} intervals, {built['counts']:,} count events, "
-                  f"{built['notes']:,} downtime reasons, in {built['seconds']:.0f} s", flush=True)
+                results["built"] = built
+                print(f"{backend:10} stored   {args.machines} machines x {args.days} days: "
+                      f"{built['intervals']:,} intervals, {built['counts']:,} count events, "
+                      f"{built['notes']:,} downtime reasons, in {built['seconds']:.0f} s",
+                      flush=True)
             config = make_config(args.machines)
             r = run_service(bench_report(url, schema, config, start, end, days, args))
             r.update(run_service(bench_http(url, schema, config, end, days, args)))

@@ -238,6 +238,8 @@ class ProductionReport:
         """`_stop_timeline` of many machines and the downtime notes inside them, read for all
         machines together: a handful of queries instead of seven per machine."""
         now = self.clock()
+        if stop <= start or not machines:
+            return {}, {}
         for _ in range(3):  # a commit between the reads would tear them apart
             commits = self.store.commits
             extents, cps = await asyncio.gather(self.store.extents(machines, start, stop),
@@ -512,14 +514,11 @@ class ProductionReport:
         index = {edge: i for i, edge in enumerate(edges)}
         day_start = min((sp.start for sp in spans), default=0)
         day_stop = min(max((sp.end for sp in spans), default=0), now)
-        timelines: dict[str, list[Interval]] = {}
-        notes: dict[str, dict[int, Any]] = {}
         # the parts and the timelines read at once (PostgreSQL: on connections of their own)
         by_edges, (timelines, notes) = await asyncio.gather(
             self.store.sums_by_edges(machines, edges),
             self._stop_timelines([m for m in machines if self.rules[m].has_states],
-                                 day_start, day_stop) if day_stop > day_start
-            else _nothing())
+                                 day_start, day_stop))
         for machine in machines:
             whole: Figures | None = None
             around = None
@@ -590,10 +589,6 @@ class ProductionReport:
         rate = (sum(1 for i in counted if i["connected"]) / len(items)) if items and counted else None
         return {"start": start, "end": stop, "threshold": CONNECTED, "rate": rate,
                 "machines": items}
-
-
-async def _nothing() -> tuple[dict[str, list[Interval]], dict[str, dict[int, Any]]]:
-    return {}, {}
 
 
 def _first_observed(first_interval: int | None, cp: Checkpoint | None) -> int | None:
