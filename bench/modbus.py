@@ -190,7 +190,7 @@ async def measure(folder: Path, ports: list[int], seconds: float, warmup: float)
     finally:
         registry()["modbus"] = spec
     with sqlite3.connect(folder / "ledger.db") as db:
-        result["readings_in_ledger"] = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        result["readings_in_ledger"] = stored_readings(db)
     return result
 
 
@@ -277,6 +277,15 @@ def prefill(folder: Path, devices: int, registers: int, minutes: int, seconds: i
     asyncio.run(fill())
 
 
+def stored_readings(db: sqlite3.Connection) -> int:
+    """Readings in the ledger, of this tree's schema or an older one's (before migration 0007
+    every reading was in `readings`)."""
+    try:
+        return int(db.execute("SELECT count(*) FROM readings_all").fetchone()[0])
+    except sqlite3.OperationalError:
+        return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -333,7 +342,10 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
     config.write_text(register_config_text(folder, ports, registers, api_port, workers,
                                             flush_interval))
     if history != (0, 0):
-        prefill(folder, len(ports), registers, *history)
+        # by the measured tree's own ledger code, so that its schema is the one that tree runs
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--tree", str(tree),
+                        "--prefill", str(folder), str(len(ports)), str(registers),
+                        str(history[0]), str(history[1])], check=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     load0 = os.getloadavg()
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "--log-level", "warning",
@@ -369,7 +381,7 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
             proc.wait()
     details = [s.get("details") or {} for s in health.get("sources", [])]
     with sqlite3.connect(folder / "ledger.db") as db:
-        stored = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        stored = stored_readings(db)
     return {
         "sources": len(ports), "tags": len(ports) * registers, "seconds": wall,
         "requests_per_scan": sum(int(d.get("requests_per_scan", 0)) for d in details),
@@ -452,7 +464,13 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, default=ROOT,
                         help="the checkout whose collector runs (with --registers)")
     parser.add_argument("--simulate", nargs="+", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--prefill", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prefill:
+        sys.path.insert(0, str(args.tree.resolve()))
+        folder, *numbers = args.prefill
+        prefill(Path(folder), *map(int, numbers))  # type: ignore[call-arg]
+        return 0
     if args.simulate:
         simulate(args.simulate, args.registers)
         return 0

@@ -55,7 +55,7 @@ def keys(path: Path) -> set[tuple[int, int]]:
     """(series_id, ts) of every committed reading, as a reader of the file sees them now."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        return set(conn.execute("SELECT series_id, ts FROM readings"))
+        return set(conn.execute("SELECT series_id, ts FROM readings_all"))
     finally:
         conn.close()
 

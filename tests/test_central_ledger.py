@@ -74,7 +74,7 @@ def start(path: Path) -> subprocess.Popen[str]:
 async def count(ledger: Ledger, machine: str) -> int:
     async with ledger.engine.connect() as conn:
         return int((await conn.execute(text(
-            "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id "
+            "SELECT count(*) FROM readings_all r JOIN series s ON s.id = r.series_id "
             "WHERE s.machine_id = :m AND r.quality = 0"), {"m": machine})).scalar_one())
 
 

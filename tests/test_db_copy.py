@@ -119,7 +119,7 @@ def test_sqlite_to_postgresql_and_back_keeps_every_value(tmp_path: Path, pg_sche
 
     # on PostgreSQL the values read back exactly, uint64 in its PostgreSQL form
     rows = asyncio.run(pg_rows(pg_schema, (
-        "SELECT s.tag, r.value, r.value_int, r.text, r.quality, r.status FROM readings r "
+        "SELECT s.tag, r.value, r.value_int, r.text, r.quality, r.status FROM readings_all r "
         f"JOIN series s ON s.id = r.series_id WHERE r.ts = {T0} AND s.machine_id = 'press07'")))
     got = {r["tag"]: r for r in rows}
     for tag in ("u64_max", "u64_low", "i64_min", "i64_max", "past_double"):
@@ -165,7 +165,7 @@ def test_an_interrupted_copy_continues_and_counts_every_row_once(
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    partial = asyncio.run(pg_rows(pg_schema, "SELECT count(*) FROM readings"))[0][0]
+    partial = asyncio.run(pg_rows(pg_schema, "SELECT count(*) FROM readings_all"))[0][0]
     assert 20_000 <= partial < 300_000, partial
 
     done = collector(*args)
@@ -173,8 +173,8 @@ def test_an_interrupted_copy_continues_and_counts_every_row_once(
     assert "continued where the last run stopped" in done.stdout
     expected = dump(source)
     counts = asyncio.run(pg_rows(pg_schema, (
-        "SELECT (SELECT count(*) FROM readings), "
-        "(SELECT count(DISTINCT (series_id, ts)) FROM readings), "
+        "SELECT (SELECT count(*) FROM readings_all), "
+        "(SELECT count(DISTINCT (series_id, ts)) FROM readings_all), "
         f"(SELECT to_regclass('{PROGRESS}') IS NULL)")))[0]
     assert counts[0] == counts[1] == len(expected["readings"])
     assert counts[2]  # the progress marker is gone once verified
@@ -209,7 +209,7 @@ def test_refusals_say_what_to_change(tmp_path: Path, pg_schema: str) -> None:
     assert out.returncode == 1, out.stdout
     assert "table series, row id=1" in out.stderr and "different data" in out.stderr
     assert "another --schema" in out.stderr
-    assert asyncio.run(pg_rows(pg_schema, "SELECT count(*) FROM readings"))[0][0] == 0
+    assert asyncio.run(pg_rows(pg_schema, "SELECT count(*) FROM readings_all"))[0][0] == 0
 
     # a source a running collector writes to
     cfg = tmp_path / "collector.yaml"

@@ -209,7 +209,7 @@ def test_ctrl_c_stops_everything_with_exit_0_and_the_ledger_keeps_the_readings(
     assert "Traceback" not in demo.output()
     with sqlite3.connect(demo.data / "ledger.db") as db:
         rows = dict(db.execute(
-            "SELECT s.machine_id, count(*) FROM readings r JOIN series s ON s.id = r.series_id "
+            "SELECT s.machine_id, count(*) FROM readings_all r JOIN series s ON s.id = r.series_id "
             "GROUP BY s.machine_id").fetchall())
     assert set(rows) == set(MACHINES) and min(rows.values()) > 10
 

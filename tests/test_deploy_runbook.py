@@ -115,7 +115,7 @@ def test_the_runbook_roles_migrate_write_and_only_read(tmp_path: Path) -> None:
         async def as_grafana() -> None:
             conn = await asyncpg.connect(url(reader))
             try:
-                assert await conn.fetchval("SELECT count(*) FROM readings") == 100
+                assert await conn.fetchval("SELECT count(*) FROM readings_all") == 100
                 assert await conn.fetchval("SELECT count(*) FROM production_1h") == 0
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
                     await conn.execute("INSERT INTO machines (id) VALUES ('x')")
@@ -186,5 +186,5 @@ def test_rollback_by_downgrade_or_by_restoring_the_backup(tmp_path: Path) -> Non
     restored = collector("db", "revision", "-c", cfg)
     assert f"revision {head()};" in restored.stdout
     conn = sqlite3.connect(ledger)
-    assert conn.execute("SELECT count(*), count(value_int) FROM readings").fetchone() == (50, 50)
+    assert conn.execute("SELECT count(*), count(value_int) FROM readings_all").fetchone() == (50, 50)
     conn.close()

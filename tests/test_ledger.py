@@ -194,8 +194,11 @@ async def test_timescaledb_is_detected_never_required(ledger: Ledger) -> None:
 
 
 async def rollup_rows(ledger: Ledger) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """The rollup table as kept by the writer, and the same rebuilt from the readings now."""
+    """The rollup table as kept by the writer, and the same rebuilt from the readings now
+    (once the recent readings have moved, as they do every half minute)."""
     from sqlalchemy import text
+
+    await ledger.writer.settle()
 
     kept = "SELECT * FROM readings_1m ORDER BY series_id, minute"
     rebuilt = (

@@ -184,7 +184,7 @@ async def test_checkpoints_run_off_the_loop(tmp_path: Path, monkeypatch: pytest.
     assert path.stat().st_size > before + 200_000  # the WAL's pages are in the file now
     await ledger.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM readings").fetchone() == (20_000,)
+    assert conn.execute("SELECT count(*) FROM readings_all").fetchone() == (20_000,)
     conn.close()
 
 
@@ -210,7 +210,7 @@ async def test_a_failing_sqlite_write_is_spooled_and_replayed_once(tmp_path: Pat
     try:
         await feed(0, 100)
         assert p.ledger_ok and p.written == 400
-        admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON readings "
+        admin.execute("CREATE TRIGGER refuse BEFORE INSERT ON readings_recent "
                       "BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
         await feed(100, 100)
         assert not p.ledger_ok and p.spool.backlog > 0
@@ -223,8 +223,9 @@ async def test_a_failing_sqlite_write_is_spooled_and_replayed_once(tmp_path: Pat
                 break
         assert p.spool.backlog == 0 and p.ledger_ok
         assert sorted(await all_keys(p.ledger)) == sorted((r.tag, r.ts) for r in sent)
+        await p.ledger.writer.settle()  # the minutes of the recent readings (`schema`)
         sums = admin.execute("SELECT (SELECT sum(n) FROM readings_1m), "
-                             "(SELECT count(*) FROM readings), "
+                             "(SELECT count(*) FROM readings_all), "
                              "(SELECT count(*) FROM latest_readings WHERE ts = ?)",
                              (T0 + 199 * S,)).fetchone()
         assert sums == (800, 800, 4)

@@ -359,13 +359,13 @@ class Derivation:
         out = {}
         for sid, (tag, kind) in series.items():
             rows = await self.store.fetch(
-                "SELECT ts, value, text, quality, value_int FROM readings WHERE series_id = :s "
+                "SELECT ts, value, text, quality, value_int FROM readings_all WHERE series_id = :s "
                 "AND ts < :at ORDER BY ts DESC LIMIT 1", {"s": sid, "at": at}, 1)
             if not rows:
                 continue
             ts, value, text_value, quality, value_int = rows[0]
             good = await self.store.fetch(
-                "SELECT ts, value, text, value_int FROM readings WHERE series_id = :s "
+                "SELECT ts, value, text, value_int FROM readings_all WHERE series_id = :s "
                 "AND ts < :at AND quality = 0 ORDER BY ts DESC LIMIT 1", {"s": sid, "at": at}, 1)
             good_ts = int(good[0][0]) if good else None
             good_value = from_row(kind, good[0][1], good[0][2], good[0][3]) if good else None
@@ -385,7 +385,7 @@ class Derivation:
             return seen
         ids = ", ".join(str(int(sid)) for sid in series)
         recent = until - SEEN_US
-        sql = (f"SELECT series_id, ts, value, text, quality, value_int FROM readings WHERE "
+        sql = (f"SELECT series_id, ts, value, text, quality, value_int FROM readings_all WHERE "
                f"series_id IN ({ids}) AND ts > :a AND ts <= :b ORDER BY ts, series_id")
 
         def read(a: int, b: int) -> asyncio.Future[list[Any]]:

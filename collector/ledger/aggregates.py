@@ -1,7 +1,8 @@
 """Time-bucket aggregates of raw readings: count, min, max, mean and last value per series and
 bucket. Buckets are integer division of `ts`, so SQLite and PostgreSQL give the same answer;
-whole minutes come from the one-minute rollups the writer keeps, the partial minutes at either
-end of a range from the readings.
+whole minutes come from the one-minute rollups the writer keeps (plus the readings not yet moved
+into them, see `schema.readings_recent`), the partial minutes at either end of a range from the
+readings.
 
 The SQL works on doubles, exact for integers up to 2^53. A bucket whose doubles may have
 rounded an integer (a value, or a running sum, past 2^53: `exact.may_be_inexact`) is worked
@@ -47,11 +48,11 @@ _AGGREGATE_STATS = text(
     "WITH b AS ("
     " SELECT series_id, (ts + :offset) / :bucket AS bk, count(*) AS n, count(value) AS nv,"
     " min(value) AS lo, max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts"
-    " FROM readings WHERE series_id IN :ids AND ts >= :start AND ts < :end"
+    " FROM readings_all WHERE series_id IN :ids AND ts >= :start AND ts < :end"
     " GROUP BY series_id, bk) "
     "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, b.mean, r.value, r.text, b.last_ts,"
     " r.value_int FROM b "
-    "JOIN readings r ON r.series_id = b.series_id AND r.ts = b.last_ts "
+    "JOIN readings_all r ON r.series_id = b.series_id AND r.ts = b.last_ts "
     "ORDER BY b.bk, b.series_id"
 ).bindparams(bindparam("ids", expanding=True))
 
@@ -64,12 +65,17 @@ class Aggregates:
 
     async def minutes_with_values(self, machine: str, start: int, end: int) -> int:
         """The UTC minutes in [start, end) in which any tag of `machine` had a reading with a
-        value (the minute rollups say so without reading the readings)."""
+        value (the minute rollups say so without reading the readings, and the few readings
+        not yet moved into them)."""
         async with self.engine.connect() as conn:
             found = (await conn.execute(text(
-                "SELECT count(DISTINCT r.minute) FROM readings_1m r JOIN series s "
-                "ON s.id = r.series_id WHERE s.machine_id = :m AND r.minute >= :a "
-                "AND r.minute < :b AND r.nv > 0"), {"m": machine, "a": start, "b": end})).scalar()
+                "SELECT count(DISTINCT minute) FROM (SELECT r.minute FROM readings_1m r "
+                "JOIN series s ON s.id = r.series_id WHERE s.machine_id = :m "
+                "AND r.minute >= :a AND r.minute < :b AND r.nv > 0 "
+                "UNION ALL SELECT c.ts - c.ts % 60000000 FROM readings_recent c "
+                "JOIN series s ON s.id = c.series_id WHERE s.machine_id = :m "
+                "AND c.ts - c.ts % 60000000 >= :a AND c.ts - c.ts % 60000000 < :b "
+                "AND c.value IS NOT NULL) m"), {"m": machine, "a": start, "b": end})).scalar()
         return int(found or 0)
 
     async def buckets(self, series_list: Sequence[Series], start: int, end: int, bucket: int,
@@ -202,7 +208,7 @@ def exact_stats(series_id: int, start: int, kind: str | None,
 
 
 _BUCKET_READINGS = text(
-    "SELECT ts, value, text, value_int FROM readings WHERE series_id = :sid AND ts >= :start"
+    "SELECT ts, value, text, value_int FROM readings_all WHERE series_id = :sid AND ts >= :start"
     " AND ts < :end ORDER BY ts")
 
 
@@ -220,22 +226,42 @@ def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
                        newer.last, newer.last_ts)
 
 
+# the readings of `readings_recent` (not yet moved into `readings`, see `schema`) as rows of
+# `readings_1m`: read in the same statement as the rollups of the same minutes, so that a move
+# committed meanwhile neither hides them nor counts them twice. A few dozen seconds' worth at
+# most on SQLite, nothing on PostgreSQL.
+_RECENT_MINUTES = (
+    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts,"
+    " c.value AS last_value, c.text AS last_text, c.value_int AS last_int "
+    "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
+    " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
+    " FROM readings_recent WHERE {ids} AND ts >= {start} AND ts < {end}"
+    " GROUP BY series_id, ts - ts % 60000000) g "
+    "JOIN readings_recent c ON c.series_id = g.series_id AND c.ts = g.last_ts"
+)
+_ROLLED = (
+    "SELECT series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int"
+    " FROM readings_1m WHERE {ids} AND minute >= {start} AND minute < {end} "
+    f"UNION ALL {_RECENT_MINUTES}"
+)
+
+# one row per series and minute, or two when a minute has readings in both tables (`buckets`
+# merges them)
 _MINUTES = (
     "SELECT series_id, minute, n, nv, lo, hi, CASE WHEN nv > 0 THEN total / nv END, last_value,"
-    " last_text, last_ts, last_int FROM readings_1m WHERE {ids} AND minute >= {start}"
-    " AND minute < {end} ORDER BY minute, series_id"
+    f" last_text, last_ts, last_int FROM ({_ROLLED}) m ORDER BY minute, series_id"
 )
 
 
 _AGGREGATE_ROLLUP = text(
-    "WITH b AS ("
+    "WITH m AS (" + _ROLLED.format(ids="series_id IN :ids", start=":start", end=":end") + "), "
+    "b AS ("
     " SELECT series_id, (minute + :offset) / :bucket AS bk, sum(n) AS n, sum(nv) AS nv,"
     " min(lo) AS lo, max(hi) AS hi, sum(total) AS total, max(last_ts) AS last_ts"
-    " FROM readings_1m WHERE series_id IN :ids AND minute >= :start AND minute < :end"
-    " GROUP BY series_id, bk) "
+    " FROM m GROUP BY series_id, bk) "
     "SELECT b.series_id, b.bk, b.n, b.nv, b.lo, b.hi, CASE WHEN b.nv > 0 THEN b.total / b.nv END,"
     " r.last_value, r.last_text, b.last_ts, r.last_int FROM b "
-    "JOIN readings_1m r ON r.series_id = b.series_id AND r.minute = b.last_ts - b.last_ts % 60000000 "
+    "JOIN m r ON r.series_id = b.series_id AND r.last_ts = b.last_ts "
     "ORDER BY b.bk, b.series_id"
 ).bindparams(bindparam("ids", expanding=True))
 
@@ -247,9 +273,9 @@ _AGGREGATE_PROBE_PG = text(
     "CAST(:start AS BIGINT) - (CAST(:start AS BIGINT) + CAST(:offset AS BIGINT)) "
     "% CAST(:bucket AS BIGINT), CAST(:end AS BIGINT) - 1, CAST(:bucket AS BIGINT)) k(b) "
     "CROSS JOIN LATERAL (SELECT count(*) AS n, count(value) AS nv, min(value) AS lo,"
-    " max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts FROM readings"
+    " max(value) AS hi, avg(value) AS mean, max(ts) AS last_ts FROM readings_all"
     " WHERE series_id = s.id AND ts >= greatest(k.b, CAST(:start AS BIGINT))"
     " AND ts < least(k.b + CAST(:bucket AS BIGINT), CAST(:end AS BIGINT))) a "
-    "JOIN readings l ON l.series_id = s.id AND l.ts = a.last_ts "
+    "JOIN readings_all l ON l.series_id = s.id AND l.ts = a.last_ts "
     "ORDER BY k.b, s.id"
 )

@@ -118,7 +118,7 @@ class Pages:
         where, params = _range_filter(query.ids, query.start, query.end, query.after)
         params["skip"] = query.limit - 1
         statement = text(
-            f"SELECT ts, series_id FROM readings WHERE {where} "
+            f"SELECT ts, series_id FROM readings_all WHERE {where} "
             "ORDER BY ts, series_id LIMIT 2 OFFSET :skip"
         ).bindparams(bindparam("ids", expanding=True))
         async with self.engine.connect() as conn:
@@ -159,7 +159,7 @@ def _page_sql(pg: bool, ids: list[int], start: int, end: int, limit: int,
             args += [after[0], after[0], after[1]]
         limit_at = "?"
     args.append(limit)
-    return (f"SELECT {columns} FROM readings WHERE {where} ORDER BY ts, series_id "
+    return (f"SELECT {columns} FROM readings_all WHERE {where} ORDER BY ts, series_id "
             f"LIMIT {limit_at}"), args
 
 

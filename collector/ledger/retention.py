@@ -35,6 +35,8 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
             if (result.rowcount or 0) < batch:
                 break
         async with engine.begin() as conn:
+            result = await conn.execute(_DELETE_RECENT, {"sid": sid, "cutoff": cutoff})
+            deleted += result.rowcount or 0
             await conn.execute(_DELETE_LATEST, {"sid": sid, "cutoff": cutoff})
             await conn.execute(_DELETE_ROLLUP, {"sid": sid, "upto": minute + MINUTE})
             if minute != cutoff:
@@ -44,5 +46,8 @@ async def delete_older_than(engine: AsyncEngine, cutoff: int, batch: int = 5000)
     return deleted
 
 
+# readings not yet moved (`schema.readings_recent`) are seconds old, but a clock stepped back
+# or a replay of old data may have left old ones there for a moment
+_DELETE_RECENT = text("DELETE FROM readings_recent WHERE series_id = :sid AND ts < :cutoff")
 _DELETE_LATEST = text("DELETE FROM latest_readings WHERE series_id = :sid AND ts < :cutoff")
 _DELETE_ROLLUP = text("DELETE FROM readings_1m WHERE series_id = :sid AND minute < :upto")

@@ -11,7 +11,10 @@ otherwise recomputes the touched minutes from the readings (`RECOMPUTE`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 MINUTE = 60_000_000  # µs
 
@@ -140,3 +143,28 @@ def for_asyncpg(sql: str) -> str:
     """The same statement with asyncpg's numbered parameters."""
     parts = sql.split("?")
     return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+_READING_COLUMNS = "series_id, ts, value, text, quality, value_int, status"
+
+
+def fold_recent(conn: Connection) -> int:
+    """Move every row of `readings_recent` into `readings` and rebuild the minutes they fall in,
+    in `conn`'s transaction (any database; SQLite's writer moves them in its own faster way):
+    what PostgreSQL's writer does at start with rows a copy from SQLite brought, and what
+    downgrading past migration 0007 does. Returns the number of rows moved."""
+    from sqlalchemy import text
+
+    touched = conn.execute(text(
+        "SELECT DISTINCT series_id, ts - ts % 60000000 FROM readings_recent")).all()
+    if not touched:
+        return 0
+    moved = conn.execute(text(
+        f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM "
+        "readings_recent ORDER BY series_id, ts ON CONFLICT DO NOTHING")).rowcount
+    recompute = text(RECOMPUTE.replace("?", ":sid", 1).replace("?", ":lo", 1)
+                     .replace("?", ":hi", 1))
+    conn.execute(recompute, [{"sid": sid, "lo": minute, "hi": minute + MINUTE}
+                             for sid, minute in touched])
+    conn.execute(text("DELETE FROM readings_recent"))
+    return max(moved or 0, 0)

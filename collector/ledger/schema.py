@@ -63,7 +63,25 @@ readings = Table(
     sqlite_with_rowid=False,
 )
 
-# one row per series and UTC minute, kept by the writer (see rollup.py); aggregates of whole
+# readings not yet moved into `readings` (migration 0007): on SQLite the writer commits here
+# and moves the rows over every half minute in one sorted pass, so a commit writes a few pages
+# of this small table instead of one page per series of `readings`. A reading is in exactly
+# one of the two; the view `readings_all` (both, UNION ALL) is what readers read.
+readings_recent = Table(
+    "readings_recent",
+    metadata,
+    Column("series_id", Integer, primary_key=True),
+    Column("ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("value", Float(53)),
+    Column("text", Text),
+    Column("quality", SmallInteger, nullable=False),
+    Column("value_int", BigInteger),
+    Column("status", BigInteger),
+    sqlite_with_rowid=False,
+)
+
+# one row per series and UTC minute of the readings in `readings` (not yet of those in
+# `readings_recent`), kept by the writer (see rollup.py); aggregates of whole
 # minutes read this instead of 60x as many readings
 readings_1m = Table(
     "readings_1m",

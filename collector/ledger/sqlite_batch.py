@@ -6,6 +6,16 @@ Not through a thread (aiosqlite's or ours): beside a busy event loop a thread ha
 the GIL back between SQLite calls (see "Notes behind design choices" in BENCHMARKS.md). What
 would still block the loop stays off it: another connection's write lock (`BEGIN IMMEDIATE`
 is retried after a sleep) and checkpoints, which run on a thread of their own.
+
+Readings are committed into `readings_recent`, not `readings`: `readings` is clustered by
+(series, time), so a commit bringing one reading for each of 2,000 series would write 2,000
+of its pages (and as many of `readings_1m`'s), each to the WAL and again at the checkpoint.
+The small table takes them in a few pages, and every `MOVE_SECONDS` (or `MOVE_ROWS` rows) its
+rows move into `readings` in one sorted pass, their minutes added to `readings_1m` on the
+way: each series' newest page is then written once per move instead of once per commit. A
+reading is in exactly one of the two tables: a row goes into the small table unchecked only
+when it is newer than everything its series has in `readings` (`_moved`); an older one (a
+replay, a clock stepped back) is first looked up there.
 """
 
 from __future__ import annotations
@@ -25,8 +35,22 @@ from typing import Any, TypeVar
 from collector.ledger import rollup
 from collector.ledger.engine import SQLITE_PRAGMAS
 
-INSERT = ("INSERT INTO readings (series_id, ts, value, text, quality, value_int, status) "
+INSERT = ("INSERT INTO readings_recent (series_id, ts, value, text, quality, value_int, status) "
           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+# a row that may be in `readings` already (older than its series' newest moved row)
+INSERT_CHECKED = (
+    "INSERT INTO readings_recent (series_id, ts, value, text, quality, value_int, status) "
+    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM readings WHERE series_id = ? "
+    "AND ts = ?) ON CONFLICT DO NOTHING")
+_COLUMNS = "series_id, ts, value, text, quality, value_int, status"
+RECENT_FIRST = f"SELECT {_COLUMNS} FROM readings_recent ORDER BY series_id, ts LIMIT ?"
+RECENT_NEXT = (f"SELECT {_COLUMNS} FROM readings_recent WHERE (series_id, ts) > (?, ?) "
+               "ORDER BY series_id, ts LIMIT ?")
+MOVE_RANGE = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
+              "WHERE (series_id, ts) >= (?, ?) AND (series_id, ts) <= (?, ?) "
+              "ORDER BY series_id, ts ON CONFLICT DO NOTHING")
+NEWEST_MOVED = ("SELECT s.id, (SELECT max(ts) FROM readings r WHERE r.series_id = s.id) "
+                "FROM series s WHERE s.id IN ({})")
 SET_KIND = "UPDATE series SET kind = ? WHERE id = ?"
 NEW_MACHINE = "INSERT INTO machines (id, box) VALUES (?, ?) ON CONFLICT DO NOTHING"
 NEW_SERIES = ("INSERT INTO series (machine_id, tag, unit, source, protocol) VALUES (?, ?, ?, ?, ?) "
@@ -84,6 +108,10 @@ def shaped(rows: Sequence[Row], text: int, number_when: int, integer: int
     return numbers, integers, rest
 
 
+MOVE_SECONDS = 30.0  # recent readings move into `readings` this often ...
+MOVE_ROWS = 200_000  # ... or once this many are waiting (20,000 series at 1 Hz: every 10 s)
+MOVE_CHUNK = 8192  # rows read, moved and summed per statement of a move
+NOTHING = -(2**63) - 1  # older than any timestamp: a series with nothing in `readings`
 CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
 STATEMENT_ROWS = 1024  # rows per statement at most: ~3 ms of the loop each
 TURN = 0.005  # seconds the writer holds the loop before it lets others have a turn
@@ -94,42 +122,135 @@ _RETRY = 0.02
 class SqliteBatchWriter:
     """Writes sorted reading rows to the SQLite file at `path` from the event loop's thread."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, moves: bool = False):
         self.path = path
+        self.moves = moves  # this writer writes readings and moves them (`move`)
         self._conn: sqlite3.Connection | None = None
         self._checkpoint: asyncio.Task[None] | None = None
+        self._moved: dict[int, int] = {}  # series -> its newest ts in `readings`
+        self._waiting = 0  # rows committed into readings_recent since the last move
+        self._moved_at = time.monotonic()
+        self._move_failed = False
+        self.moves_done = 0
 
     async def write(self, rows: Sequence[tuple[object, ...]], kinds: dict[int, str]) -> int:
         """Commit rows (sorted by series_id, ts) and the kinds of newly seen series; returns
-        the number of rows inserted (fewer when some were stored already)."""
+        the number of rows inserted (fewer when some were stored already). The rows go into
+        `readings_recent`; a move follows when one is due."""
         conn = self._conn or self._open()
+        fresh, known = self._split(conn, rows)
         await self._begin(conn)
         try:
             if kinds:
                 conn.executemany(SET_KIND, [(kind, sid) for sid, kind in kinds.items()])
             turns = Turns()
             inserted = 0
-            for (sql, pick), part in zip(_INSERTS, shaped(rows, 3, 6, 5), strict=True):
+            for (sql, pick), part in zip(_INSERTS, shaped(fresh, 3, 6, 5), strict=True):
                 inserted += await many_yielding(conn, sql, part, turns, pick)
+            if known:
+                await turns.maybe()
+                inserted += max(conn.executemany(
+                    INSERT_CHECKED, [(*row, row[0], row[1]) for row in known]).rowcount, 0)
             await turns.maybe()
             for (sql, pick), part in zip(_LATEST, shaped(rollup.newest(rows), 3, 6, 5),
                                          strict=True):
                 await many_yielding(conn, sql, part, turns, pick)
-            if inserted == len(rows):
-                await turns.maybe()  # the deltas take ~1 µs a reading to work out
-                for (sql, pick), part in zip(_ADD, shaped(rollup.deltas(rows), 9, 9, 10),
-                                             strict=True):
-                    await many_yielding(conn, sql, part, turns, pick)
-            else:  # some rows were there already: rebuild the minutes touched (replays)
-                for touched in rollup.touched(rows):
-                    await turns.maybe()
-                    conn.execute(rollup.RECOMPUTE, touched)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
+        self._waiting += inserted
         self._maybe_checkpoint()
+        if self.moves and (self._waiting >= MOVE_ROWS
+                           or time.monotonic() - self._moved_at >= MOVE_SECONDS):
+            await self.move_quietly()
         return inserted
+
+    def _split(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> tuple[list[Row], list[Row]]:
+        """rows newer than everything their series has in `readings` (inserted unchecked),
+        and the others (looked up there first), both in the rows' order."""
+        moved = self._moved
+        unknown = {row[0] for row in rows} - moved.keys()
+        if unknown:
+            ids = sorted(unknown)
+            for i in range(0, len(ids), MAX_PARAMS):
+                part = ids[i:i + MAX_PARAMS]
+                for sid, newest in conn.execute(
+                        NEWEST_MOVED.format(",".join("?" * len(part))), part):
+                    moved[sid] = NOTHING if newest is None else newest
+            for sid in unknown:  # not in `series` (yet): nothing of it in `readings` either
+                moved.setdefault(sid, NOTHING)
+        fresh: list[Row] = []
+        known: list[Row] = []
+        for row in rows:
+            (fresh if row[1] > moved[row[0]] else known).append(row)
+        return fresh, known
+
+    async def move_quietly(self) -> None:
+        """`move`, logging a failure instead of raising it: the batches are committed, and
+        the rows wait in `readings_recent` (where readers find them) for the next move."""
+        try:
+            await self.move()
+            if self._move_failed:
+                log.info("recent readings moved into the ledger's readings table again")
+            self._move_failed = False
+        except sqlite3.Error as exc:
+            self._moved_at = time.monotonic()  # tried again after MOVE_SECONDS
+            if not self._move_failed:
+                log.warning("moving recent readings into the ledger's readings table failed "
+                            "(they stay in readings_recent, where they are read too; tried "
+                            "again every %.0f s): %s", MOVE_SECONDS, exc)
+            self._move_failed = True
+
+    async def move(self) -> int:
+        """Move every row of `readings_recent` into `readings` and add their minutes to
+        `readings_1m`, in one transaction, a chunk of rows in (series_id, ts) order at a time;
+        returns the number of rows moved."""
+        conn = self._conn or self._open()
+        await self._begin(conn)
+        moved = 0
+        newest: dict[int, int] = {}
+        try:
+            turns = Turns()
+            after: tuple[int, int] | None = None
+            while True:
+                await turns.maybe()
+                rows = (conn.execute(RECENT_FIRST, (MOVE_CHUNK,)) if after is None else
+                        conn.execute(RECENT_NEXT, (*after, MOVE_CHUNK))).fetchall()
+                if not rows:
+                    break
+                first, last = rows[0], rows[-1]
+                inserted = conn.execute(MOVE_RANGE, (first[0], first[1], last[0], last[1])).rowcount
+                await turns.maybe()
+                if inserted == len(rows):
+                    for (sql, pick), part in zip(_ADD, shaped(rollup.deltas(rows), 9, 9, 10),
+                                                 strict=True):
+                        await many_yielding(conn, sql, part, turns, pick)
+                else:  # some were in `readings` already: rebuild their minutes from there
+                    log.warning("%d recent readings were in the readings table already; their "
+                                "minutes are summed again", len(rows) - max(inserted, 0))
+                    for touched in rollup.touched(rows):
+                        conn.execute(rollup.RECOMPUTE, touched)
+                for row in rollup.newest(rows):
+                    newest[row[0]] = row[1]
+                moved += len(rows)
+                after = (last[0], last[1])
+                if len(rows) < MOVE_CHUNK:
+                    break
+            await turns.maybe()
+            conn.execute("DELETE FROM readings_recent")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        for sid, ts in newest.items():
+            if ts > self._moved.get(sid, NOTHING):
+                self._moved[sid] = ts
+        self._waiting = 0
+        self._moved_at = time.monotonic()
+        self.moves_done += 1
+        self._maybe_checkpoint()
+        return moved
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` (synchronous, short) in one write transaction of this connection."""
@@ -166,6 +287,8 @@ class SqliteBatchWriter:
             raise
 
     async def close(self) -> None:
+        if self.moves and self._conn is not None:
+            await self.move_quietly()
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
         if self._conn is not None:

@@ -88,13 +88,19 @@ class LedgerWriter:
         self._info: dict[tuple[str, str], SeriesInfo] = {}
         self.rows_written = 0
         self.commits = 0  # committed batches: read-side caches compare it to know they are fresh
-        self._sqlite = (SqliteBatchWriter(engine.url.database or "")
+        self._sqlite = (SqliteBatchWriter(engine.url.database or "", moves=True)
                         if self.dialect == "sqlite" else None)
         self._wide = wide_sqlite if self._sqlite is not None else wide_postgres
 
     async def close(self) -> None:
         if self._sqlite is not None:
             await self._sqlite.close()
+
+    async def settle(self) -> int:
+        """SQLite: move the readings committed into `readings_recent` into `readings` and
+        their minutes into `readings_1m` now, instead of at the next due move; returns how
+        many moved. PostgreSQL commits into `readings` directly: 0."""
+        return await self._sqlite.move() if self._sqlite is not None else 0
 
     def describe(self, infos: Iterable[SeriesInfo]) -> None:
         """Remember unit/source/protocol for series created later from readings."""
@@ -123,6 +129,8 @@ class LedgerWriter:
         """Create configured series up front (with unit and source) and load every id."""
         self.describe(infos)
         async with self.engine.begin() as conn:
+            if self._sqlite is None:  # rows a copy from a SQLite ledger left there (`schema`)
+                await conn.run_sync(rollup.fold_recent)
             await self._load_ids(conn)
             missing = [i for i in infos if (i.machine, i.tag) not in self._ids]
             if missing:

@@ -192,7 +192,7 @@ def ledger_rows(db: Path, machine: str, tag: str) -> list[tuple[int, Any, int]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         return conn.execute(
-            "SELECT r.ts, coalesce(r.value, r.text), r.quality FROM readings r "
+            "SELECT r.ts, coalesce(r.value, r.text), r.quality FROM readings_all r "
             "JOIN series s ON s.id = r.series_id WHERE s.machine_id = ? AND s.tag = ? "
             "ORDER BY r.ts", (machine, tag)).fetchall()
     finally:

@@ -53,7 +53,7 @@ def message(seq: int) -> tuple[str, str]:
 def stored(db: Path) -> list[int]:
     with sqlite3.connect(db, timeout=30) as conn:
         return [int(v) for (v,) in conn.execute(
-            "SELECT r.value FROM readings r JOIN series s ON s.id = r.series_id "
+            "SELECT r.value FROM readings_all r JOIN series s ON s.id = r.series_id "
             "WHERE s.tag = 'seq' AND r.quality = 0 ORDER BY r.ts")]
 
 

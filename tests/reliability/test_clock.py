@@ -65,7 +65,7 @@ machines:
 def rows(db: Path, machine: str, tag: str) -> list[tuple[int, float, int]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(
-            "SELECT r.ts, r.value, r.quality FROM readings r JOIN series s ON s.id = r.series_id "
+            "SELECT r.ts, r.value, r.quality FROM readings_all r JOIN series s ON s.id = r.series_id "
             "WHERE s.machine_id = ? AND s.tag = ? ORDER BY r.ts", (machine, tag)).fetchall()
 
 

@@ -75,7 +75,7 @@ async def test_repeated_sigkill_under_load_loses_at_most_a_flush_and_duplicates_
     # no reading twice: the key holds, and a counter read again never goes backwards
     with sqlite3.connect(db) as conn:
         rows, keys = conn.execute(
-            "SELECT count(*), count(DISTINCT series_id || ':' || ts) FROM readings").fetchone()
+            "SELECT count(*), count(DISTINCT series_id || ':' || ts) FROM readings_all").fetchone()
     assert rows == keys
     strokes = ledger_rows(db, "press", "strokes")
     values = [v for _, v, q in strokes if q == 0]

@@ -34,7 +34,7 @@ async def until(collector: CollectorProcess, condition: Any, within: float, what
 def committed(db: Path) -> set[tuple[int, int]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
-        return set(conn.execute("SELECT series_id, ts FROM readings"))
+        return set(conn.execute("SELECT series_id, ts FROM readings_all"))
     finally:
         conn.close()
 

@@ -105,7 +105,7 @@ async def test_ten_times_more_than_the_ledger_takes_is_spooled_in_bounded_memory
         await inner.close()
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
         stored, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT series_id || ':' || ts) FROM readings").fetchone()
+            "SELECT count(*), count(DISTINCT series_id || ':' || ts) FROM readings_all").fetchone()
     growth = peak - baseline
     record("overload", seconds=round(flood, 1), offered=offered,
            offered_per_s=round(offered / flood), ledger_per_s=CAPACITY,
