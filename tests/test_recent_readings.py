@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from collector.ledger import Ledger, PageQuery
-from collector.ledger import sqlite_batch
+from collector.ledger import Ledger, PageQuery, sqlite_batch
 from collector.model import BAD, Reading
 from tests.kit.postgres import PG_URL, fresh_schema
 

@@ -44,7 +44,7 @@ def collector_yaml(tmp_path: Path, broker_url: str, topic: str, **options: objec
 def ledger_rows(db: Path, machine: str, tag: str) -> list[tuple[int, float]]:
     with sqlite3.connect(db, timeout=30) as conn:
         return conn.execute(
-            "SELECT r.ts, r.value FROM readings r JOIN series s ON s.id = r.series_id "
+            "SELECT r.ts, r.value FROM readings_all r JOIN series s ON s.id = r.series_id "
             "WHERE s.machine_id = ? AND s.tag = ? ORDER BY r.ts", (machine, tag)).fetchall()
 
 
