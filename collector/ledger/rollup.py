@@ -62,20 +62,37 @@ CREATE_STAGES = (
 )
 ADD_PG = ADD.replace(f"VALUES ({', '.join(['?'] * 11)})", f"SELECT * FROM {STAGE_MINUTES}")
 
+
+
+def _minutes_of(table: str, where: str) -> str:
+    """SELECT of the `readings_1m` rows the rows of `table` matching `where` make."""
+    return (
+        "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value,"
+        " r.text, r.value_int "
+        "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n,"
+        " count(value) AS nv, min(value) AS lo, max(value) AS hi, sum(value) AS total,"
+        f" max(ts) AS last_ts FROM {table} WHERE {where}"
+        " GROUP BY series_id, ts - ts % 60000000) g "
+        f"JOIN {table} r ON r.series_id = g.series_id AND r.ts = g.last_ts"
+    )
+
+
 # the minutes [lo, hi) of one series, rebuilt from the readings (positional: sid, lo, hi)
 RECOMPUTE = (
     f"INSERT INTO readings_1m ({_COLUMNS}) "
-    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value, r.text,"
-    " r.value_int "
-    "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
-    " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
-    " FROM readings WHERE series_id = ? AND ts >= ? AND ts < ?"
-    " GROUP BY series_id, ts - ts % 60000000) g "
-    "JOIN readings r ON r.series_id = g.series_id AND r.ts = g.last_ts "
-    "ON CONFLICT (series_id, minute) DO UPDATE SET n = excluded.n, nv = excluded.nv, "
+    + _minutes_of("readings", "series_id = ? AND ts >= ? AND ts < ?")
+    + " ON CONFLICT (series_id, minute) DO UPDATE SET n = excluded.n, nv = excluded.nv, "
     "lo = excluded.lo, hi = excluded.hi, total = excluded.total, last_ts = excluded.last_ts, "
     "last_value = excluded.last_value, last_text = excluded.last_text, "
     "last_int = excluded.last_int"
+)
+
+# the minutes of the `readings_recent` rows of series [first, last] added to the rollups, as
+# the SQLite writer moves them into `readings` (positional: first, last)
+ADD_RECENT = (
+    f"INSERT INTO readings_1m ({_COLUMNS}) "
+    + _minutes_of("readings_recent", "series_id >= ? AND series_id <= ?")
+    + " WHERE true" + ADD[ADD.index(" ON CONFLICT "):]
 )
 
 # forward only (`ts` strictly newer): a replay never replaces the value kept for a timestamp

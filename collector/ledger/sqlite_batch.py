@@ -43,12 +43,13 @@ INSERT_CHECKED = (
     "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM readings WHERE series_id = ? "
     "AND ts = ?) ON CONFLICT DO NOTHING")
 _COLUMNS = "series_id, ts, value, text, quality, value_int, status"
-RECENT_FIRST = f"SELECT {_COLUMNS} FROM readings_recent ORDER BY series_id, ts LIMIT ?"
-RECENT_NEXT = (f"SELECT {_COLUMNS} FROM readings_recent WHERE (series_id, ts) > (?, ?) "
-               "ORDER BY series_id, ts LIMIT ?")
-MOVE_RANGE = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
-              "WHERE (series_id, ts) >= (?, ?) AND (series_id, ts) <= (?, ?) "
-              "ORDER BY series_id, ts ON CONFLICT DO NOTHING")
+RECENT_SERIES = ("SELECT series_id, count(*), max(ts) FROM readings_recent GROUP BY series_id "
+                 "ORDER BY series_id")
+MOVE_SERIES = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
+               "WHERE series_id >= ? AND series_id <= ? ORDER BY series_id, ts "
+               "ON CONFLICT DO NOTHING")
+TOUCHED = ("SELECT DISTINCT series_id, ts - ts % 60000000, ts - ts % 60000000 + 60000000 "
+           "FROM readings_recent WHERE series_id >= ? AND series_id <= ?")
 NEWEST_MOVED = ("SELECT s.id, (SELECT max(ts) FROM readings r WHERE r.series_id = s.id) "
                 "FROM series s WHERE s.id IN ({})")
 SET_KIND = "UPDATE series SET kind = ? WHERE id = ?"
@@ -63,6 +64,7 @@ log = logging.getLogger("collector.ledger")
 T = TypeVar("T")
 Row = tuple[Any, ...]
 Pick = Callable[[Row], Row]
+_SID, _TS = itemgetter(0), itemgetter(1)
 
 
 def narrowed(sql: str, columns: Sequence[str]) -> str:
@@ -110,7 +112,7 @@ def shaped(rows: Sequence[Row], text: int, number_when: int, integer: int
 
 MOVE_SECONDS = 30.0  # recent readings move into `readings` this often ...
 MOVE_ROWS = 200_000  # ... or once this many are waiting (20,000 series at 1 Hz: every 10 s)
-MOVE_CHUNK = 8192  # rows read, moved and summed per statement of a move
+MOVE_CHUNK = 8192  # rows moved and summed per statement of a move (about)
 NOTHING = -(2**63) - 1  # older than any timestamp: a series with nothing in `readings`
 CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
 STATEMENT_ROWS = 1024  # rows per statement at most: ~3 ms of the loop each
@@ -128,6 +130,7 @@ class SqliteBatchWriter:
         self._conn: sqlite3.Connection | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._moved: dict[int, int] = {}  # series -> its newest ts in `readings`
+        self._moved_top = NOTHING  # the newest of them all
         self._waiting = 0  # rows committed into readings_recent since the last move
         self._moved_at = time.monotonic()
         self._move_failed = False
@@ -166,11 +169,12 @@ class SqliteBatchWriter:
             await self.move_quietly()
         return inserted
 
-    def _split(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> tuple[list[Row], list[Row]]:
+    def _split(self, conn: sqlite3.Connection, rows: Sequence[Row]
+               ) -> tuple[Sequence[Row], list[Row]]:
         """rows newer than everything their series has in `readings` (inserted unchecked),
         and the others (looked up there first), both in the rows' order."""
         moved = self._moved
-        unknown = {row[0] for row in rows} - moved.keys()
+        unknown = set(map(_SID, rows)) - moved.keys()
         if unknown:
             ids = sorted(unknown)
             for i in range(0, len(ids), MAX_PARAMS):
@@ -180,6 +184,9 @@ class SqliteBatchWriter:
                     moved[sid] = NOTHING if newest is None else newest
             for sid in unknown:  # not in `series` (yet): nothing of it in `readings` either
                 moved.setdefault(sid, NOTHING)
+            self._moved_top = max(moved.values(), default=NOTHING)
+        if rows and min(map(_TS, rows)) > self._moved_top:  # the usual batch: all newer
+            return rows, []
         fresh: list[Row] = []
         known: list[Row] = []
         for row in rows:
@@ -204,48 +211,37 @@ class SqliteBatchWriter:
 
     async def move(self) -> int:
         """Move every row of `readings_recent` into `readings` and add their minutes to
-        `readings_1m`, in one transaction, a chunk of rows in (series_id, ts) order at a time;
+        `readings_1m`, in one transaction of a few statements per ~`MOVE_CHUNK` rows (whole
+        series at a time, in key order), giving the event loop its turns between them;
         returns the number of rows moved."""
         conn = self._conn or self._open()
         await self._begin(conn)
         moved = 0
-        newest: dict[int, int] = {}
         try:
             turns = Turns()
-            after: tuple[int, int] | None = None
-            while True:
+            counts = conn.execute(RECENT_SERIES).fetchall()
+            for first, last, rows in _chunks(counts, MOVE_CHUNK):
                 await turns.maybe()
-                rows = (conn.execute(RECENT_FIRST, (MOVE_CHUNK,)) if after is None else
-                        conn.execute(RECENT_NEXT, (*after, MOVE_CHUNK))).fetchall()
-                if not rows:
-                    break
-                first, last = rows[0], rows[-1]
-                inserted = conn.execute(MOVE_RANGE, (first[0], first[1], last[0], last[1])).rowcount
+                inserted = conn.execute(MOVE_SERIES, (first, last)).rowcount
                 await turns.maybe()
-                if inserted == len(rows):
-                    for (sql, pick), part in zip(_ADD, shaped(rollup.deltas(rows), 9, 9, 10),
-                                                 strict=True):
-                        await many_yielding(conn, sql, part, turns, pick)
+                if inserted == rows:
+                    conn.execute(rollup.ADD_RECENT, (first, last))
                 else:  # some were in `readings` already: rebuild their minutes from there
                     log.warning("%d recent readings were in the readings table already; their "
-                                "minutes are summed again", len(rows) - max(inserted, 0))
-                    for touched in rollup.touched(rows):
-                        conn.execute(rollup.RECOMPUTE, touched)
-                for row in rollup.newest(rows):
-                    newest[row[0]] = row[1]
-                moved += len(rows)
-                after = (last[0], last[1])
-                if len(rows) < MOVE_CHUNK:
-                    break
+                                "minutes are summed again", rows - max(inserted, 0))
+                    conn.executemany(rollup.RECOMPUTE,
+                                     conn.execute(TOUCHED, (first, last)).fetchall())
+                moved += rows
             await turns.maybe()
             conn.execute("DELETE FROM readings_recent")
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
-        for sid, ts in newest.items():
+        for sid, _n, ts in counts:
             if ts > self._moved.get(sid, NOTHING):
                 self._moved[sid] = ts
+        self._moved_top = max(self._moved.values(), default=NOTHING)
         self._waiting = 0
         self._moved_at = time.monotonic()
         self.moves_done += 1
@@ -340,6 +336,23 @@ class SqliteBatchWriter:
         if size >= CHECKPOINT_BYTES:
             self._checkpoint = asyncio.create_task(asyncio.to_thread(_checkpoint, self.path),
                                                    name="ledger-checkpoint")
+
+
+def _chunks(counts: Sequence[tuple[int, int, int]], most: int) -> list[tuple[int, int, int]]:
+    """(first series, last series, rows) ranges of whole series, each of about `most` rows
+    (one series alone may have more), from (series, rows, newest ts) in series order."""
+    out: list[tuple[int, int, int]] = []
+    first = rows = 0
+    for sid, n, _ts in counts:
+        if rows == 0:
+            first = sid
+        rows += n
+        if rows >= most:
+            out.append((first, sid, rows))
+            rows = 0
+    if rows:
+        out.append((first, counts[-1][0], rows))
+    return out
 
 
 def _checkpoint(path: str) -> None:

@@ -1,8 +1,9 @@
 """The hot path into the ledger: readings → rows, inserted idempotently in one statement.
 
 Series ids are cached in memory, so a batch costs one insert: on SQLite a few multi-row
-`INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements on the writer's own
-connection (see `sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
+`INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements into `readings_recent` on
+the writer's own connection, moved into `readings` in bulk every half minute (see
+`sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
 staging table and `ON CONFLICT DO NOTHING` when some rows are already there); then, in the
 same transaction, one upsert each for the latest values and the minute rollups. Rows go in
 key order: (series_id, ts) is the clustered key on SQLite and the primary index on
