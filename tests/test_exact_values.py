@@ -261,6 +261,7 @@ BUCKETED = {  # several edge values in one bucket, where doubles cannot tell the
     "near63": [2**63 - 1, 2**63, 2**63 + 1, 2**63 - 2],
     "wide": [2**64 - 1, 2**64 - 2, 2**64 - 1],
     "low": [-(2**63), -(2**63) + 1, -(2**53) - 1],
+    "small": [5, -3, 7, 2],  # whole doubles from SQL, served as the integers they are
 }
 
 
@@ -284,6 +285,7 @@ async def test_aggregates_of_integers_are_exact_and_never_wrap(api_env, bucket: 
             item = items[tag]
             assert (item["count"], item["min"], item["max"], item["last"]) == (
                 len(kept), min(kept), max(kept), kept[-1]), (tag, start, end)
+            assert type(item["min"]) is int and type(item["max"]) is int, (tag, start, end)
             assert item["avg"] == sum(kept) / len(kept), (tag, start, end)
         strings = (await client.get("/api/v1/readings/aggregate", params={
             "machine": "press07", "tag": "wide", "start": ms(start), "end": ms(end),
@@ -304,6 +306,7 @@ def test_exact_stats_compare_integers_and_doubles_exactly() -> None:
 async def test_old_readings_stay_readable_after_the_migration(ledger: Ledger) -> None:
     """Rows stored before `value_int` existed (NULL there) read as the double they were."""
     await ledger.write([Reading("press07", "old", T0, 5.0)])
+    await ledger.writer.settle()  # into `readings`, where rows from before the migration are
     async with ledger.engine.begin() as conn:
         await conn.exec_driver_sql("UPDATE readings SET value_int = NULL")
         await conn.exec_driver_sql("UPDATE latest_readings SET value_int = NULL")

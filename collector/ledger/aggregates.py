@@ -148,7 +148,25 @@ class Aggregates:
         if _any_inexact(found):
             async with engine.connect() as conn:
                 found = await _exact(conn, found, kinds, start, end, bucket)
+        _integer_bounds(found)
         return found
+
+
+def _integer_bounds(found: list[BucketStats]) -> None:
+    """The min and max of a bucket of an integer series as integers (5, not the 5.0 SQL's
+    doubles give), when the bucket's newest reading was an integer and they are whole doubles
+    no larger than 2^53 (beyond, `_exact` gave integers already, or the doubles are what was
+    stored)."""
+    for b in found:
+        if b.last.__class__ is int:
+            lo, hi = b.min, b.max
+            if lo.__class__ is float and lo.is_integer() and -_EXACT <= lo <= _EXACT:
+                b.min = int(lo)
+            if hi.__class__ is float and hi.is_integer() and -_EXACT <= hi <= _EXACT:
+                b.max = int(hi)
+
+
+_EXACT = float(2**53)
 
 
 def _any_inexact(found: list[BucketStats]) -> bool:
