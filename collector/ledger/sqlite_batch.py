@@ -111,7 +111,7 @@ def shaped(rows: Sequence[Row], text: int, number_when: int, integer: int
 
 
 MOVE_SECONDS = 30.0  # recent readings move into `readings` this often ...
-MOVE_ROWS = 200_000  # ... or once this many are waiting (20,000 series at 1 Hz: every 10 s)
+MOVE_ROWS = 600_000  # ... or once this many wait (a backlog replayed; 20,000 tags at 1 Hz: 30 s)
 MOVE_CHUNK = 8192  # rows moved and summed per statement of a move (about)
 NOTHING = -(2**63) - 1  # older than any timestamp: a series with nothing in `readings`
 # The writer's page cache: the recent table and what a move touches (each series' newest page
