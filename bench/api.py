@@ -153,9 +153,10 @@ def build_sqlite(rebuild: bool) -> None:
         if not chunk:
             break
         conn.execute("BEGIN")
-        conn.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", chunk)
+        conn.executemany("INSERT OR IGNORE INTO readings (series_id, ts, value, text, quality) "
+                         "VALUES (?, ?, ?, ?, ?)", chunk)
         # the bulk load bypasses the writer: latest values and minute rollups as it keeps them
-        conn.executemany(LATEST, newest(chunk))
+        conn.executemany(LATEST, [(*r, None, None) for r in newest(chunk)])  # no int, status
         conn.executemany(RECOMPUTE, rollup_ranges(chunk))
         conn.execute("COMMIT")
     conn.execute("ANALYZE")  # every table
@@ -204,7 +205,8 @@ def build_postgresql(rebuild: bool) -> None:
                 await conn.execute(f"INSERT INTO {PG_SCHEMA}.readings SELECT * FROM load "
                                    "ON CONFLICT DO NOTHING")
                 await conn.execute(f"SET search_path TO {PG_SCHEMA}")
-                await conn.executemany(for_asyncpg(LATEST), newest(chunk))
+                await conn.executemany(for_asyncpg(LATEST),
+                                       [(*r, None, None) for r in newest(chunk)])
                 await conn.executemany(for_asyncpg(RECOMPUTE), rollup_ranges(chunk))
                 await conn.execute("RESET search_path")
             await conn.execute(f"VACUUM ANALYZE {PG_SCHEMA}.readings, {PG_SCHEMA}.readings_1m, "
