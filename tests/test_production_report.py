@@ -377,3 +377,44 @@ def test_interval_intersections_and_the_states_of_spans_match_a_plain_count() ->
                     states.append(state)
             want.append(states)
         assert _states_during(line, spans) == want
+
+
+async def test_the_shift_going_on_now_counts_to_the_microsecond_as_a_single_window_does(
+        ledger) -> None:
+    """The daily ledger reads the whole minutes of a shift going on now together for every
+    machine and the minute now is in once for all; it equals what one window gives."""
+    shifts = ('[{name: early, start: "06:00", end: "14:00"}, '
+              '{name: late, start: "14:00", end: "22:00"}]')
+    batch = ProductionBatch(intervals=timeline("2026-11-23T06:00:00+00:00", [(600, "running")]))
+    batch.counts = [("press07", at(f"2026-11-23T{t}+00:00"), n, 0, r) for t, n, r in [
+        ("07:00:00", 5, 1), ("13:59:59", 2, 0), ("14:00:00", 3, 0), ("15:41:59", 4, 1),
+        ("15:42:00", 6, 0), ("15:42:29", 7, 2), ("15:42:31", 100, 0), ("15:43:00", 100, 0)]]
+    batch.energy = [("press07", at("2026-11-23T15:41:00+00:00"), 1.5),
+                    ("press07", at("2026-11-23T15:42:00+00:00"), 0.6),
+                    ("press07", at("2026-11-23T07:00:00+00:00"), 2.0)]
+    await ledger.production.commit(batch)
+    one_window = ledger.production.sums
+
+    async def not_per_machine(*args: object) -> None:
+        raise AssertionError("the daily ledger read a machine's parts by itself")
+
+    for clock in ("2026-11-23T15:42:30+00:00", "2026-11-23T15:42:00+00:00",
+                  "2026-11-23T14:00:00.5+00:00"):
+        rep = report(ledger, clock, shifts=shifts)
+        ledger.production.sums = not_per_machine
+        try:
+            rows = {row["shift"]: row for row in (await rep.daily(date(2026, 11, 23)))[0]}
+        finally:
+            ledger.production.sums = one_window
+        for name, start, end in (("early", "06:00", "14:00"), ("late", "14:00", "22:00")):
+            fig = await rep.figures("press07", at(f"2026-11-23T{start}:00+00:00"),
+                                    at(f"2026-11-23T{end}:00+00:00"))
+            row = rows[name]
+            assert (row["total"], row["good"], row["reject"]) == (fig.total, fig.good,
+                                                                   fig.reject), (clock, name)
+            assert row["energy_kwh"] == pytest.approx(fig.energy_kwh), (clock, name)
+    # at 15:42:30 the late shift holds 3 + 4 + 6 + 7 parts and half of 15:42's 0.6 kWh
+    rep = report(ledger, "2026-11-23T15:42:30+00:00", shifts=shifts)
+    late = {row["shift"]: row for row in (await rep.daily(date(2026, 11, 23)))[0]}["late"]
+    assert (late["total"], late["reject"]) == (20, 3)
+    assert late["energy_kwh"] == pytest.approx(1.5 + 0.3)

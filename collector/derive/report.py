@@ -507,16 +507,19 @@ class ProductionReport:
         row per machine for the whole day (sums first, then ratios)."""
         spans = self.calendar.shifts_on(day)
         now = self.clock()
+        cut = now - now % MINUTE  # a shift going on now: whole minutes up to here, then the rest
         rows, totals = [], []
-        edges = sorted({x for s in spans for x in (s.start, min(s.end, now))
+        edges = sorted({x for s in spans for x in (s.start, min(s.end, cut))
                         if x <= now and x % MINUTE == 0})
         machines = list(self.rules)
         index = {edge: i for i, edge in enumerate(edges)}
         day_start = min((sp.start for sp in spans), default=0)
         day_stop = min(max((sp.end for sp in spans), default=0), now)
+        open_now = any(sp.start <= cut < now < sp.end for sp in spans)
         # the parts and the timelines read at once (PostgreSQL: on connections of their own)
-        by_edges, (timelines, notes) = await asyncio.gather(
+        by_edges, partial, (timelines, notes) = await asyncio.gather(
             self.store.sums_by_edges(machines, edges),
+            self.store.partial_minute(machines if open_now else [], cut, now),
             self._stop_timelines([m for m in machines if self.rules[m].has_states],
                                  day_start, day_stop))
         for machine in machines:
@@ -531,11 +534,14 @@ class ProductionReport:
                                                              notes.get(machine, {})))
             for span in spans:
                 end = min(span.end, now)
+                whole_to = min(span.end, cut)  # `end`, or the minute now is in
                 sums = None
-                if end > span.start and span.start in index and end in index:
+                if end > span.start and span.start in index and whole_to in index:
                     sums = Sums()
-                    for i in range(index[span.start], index[end]):
+                    for i in range(index[span.start], index[whole_to]):
                         sums.add(by_edges.get((machine, i), Sums()))
+                    if whole_to < end:
+                        sums.add(partial.get(machine, Sums()))
                 fig = await self.figures(machine, span.start, span.end, sums, around, day_stops)
                 rows.append(self._row(day, machine, span.name, span.start, span.end, fig))
                 if whole is None:

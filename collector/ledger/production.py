@@ -318,6 +318,27 @@ class ProductionStore:
             out.energy_kwh += await self._energy_part(machine, last, end)
         return out
 
+    async def partial_minute(self, machines: Sequence[str], start: int, end: int
+                             ) -> dict[str, Sums]:
+        """Parts and energy of each machine in [start, end), a part of one minute starting at
+        its beginning (the minute a day's open shift is in now): the counts themselves and
+        the minute's energy pro rata, for all machines in one read; missing keys are zero."""
+        out: dict[str, Sums] = defaultdict(Sums)
+        if not machines or end <= start:
+            return out
+        names: dict[str, Any] = {}
+        listed = _bind(machines, names)
+        rows = await self.fetch(
+            "SELECT machine_id, sum(total), sum(good), sum(reject), 0.0 FROM part_counts "
+            f"WHERE machine_id IN ({listed}) AND ts >= :a AND ts < :b GROUP BY machine_id "
+            "UNION ALL SELECT machine_id, 0, 0, 0, energy_kwh FROM production_1m "
+            f"WHERE machine_id IN ({listed}) AND minute = :a",
+            {**names, "a": start, "b": end}, 2 * len(machines))
+        share = (end - start) / MINUTE
+        for machine, total, good, reject, energy in rows:
+            out[machine].add(Sums(int(total), int(good), int(reject), float(energy) * share))
+        return out
+
     async def _exact(self, machine: str, start: int, end: int) -> Sums:
         rows = await self.fetch(
             "SELECT coalesce(sum(total), 0), coalesce(sum(good), 0), coalesce(sum(reject), 0) "
