@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import math
 import os
 import random
 import signal
@@ -55,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import speed_reference  # noqa: E402
 from collector.ledger import Ledger, MachineInfo, SeriesInfo  # noqa: E402
 from collector.ledger.rollup import LATEST, RECOMPUTE, for_asyncpg, newest  # noqa: E402
 from collector.model import SECONDS_BUCKETS, BucketCounts, Reading, SourceHealth, now_us  # noqa: E402
@@ -438,18 +438,6 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             proc.terminate()
             proc.wait(timeout=30)
     return results
-
-
-def speed_reference() -> float:
-    """Milliseconds for a fixed piece of pure Python (the best of three), printed with the
-    results: this VM's speed swings by up to 2x from hour to hour, and figures of two runs
-    compare only after scaling by it."""
-    best = math.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        sum(range(10_000_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.output import QUALITY, reading_items  # noqa: E402
 from api.params import ts_text  # noqa: E402
+from bench.common import speed_reference  # noqa: E402
 from collector.ledger import Ledger, PageQuery  # noqa: E402
 from collector.ledger.pages import page_rows  # noqa: E402
 
@@ -89,7 +90,7 @@ async def run(backend: str, pages: int) -> None:
         assert json.loads(old) == json.loads(new)
         m = {k: statistics.mean(v) for k, v in cost.items()}
         print(f"{backend}: {pages} pages of {ROWS:,} readings, mean ms of the loop's CPU "
-              f"(speed reference {bench_api.speed_reference():.0f} ms)")
+              f"(speed reference {speed_reference():.0f} ms)")
         print(f"  before (rows, f-strings): fetch {m['rows fetch']:5.1f}  JSON "
               f"{m['rows JSON']:5.1f}  total {m['rows fetch'] + m['rows JSON']:5.1f}")
         print(f"  now (columns, C code):    fetch {m['columns fetch']:5.1f}  JSON "

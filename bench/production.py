@@ -64,6 +64,7 @@ from sqlalchemy import text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.base import registry  # noqa: E402
+from bench.common import code_version, speed_reference  # noqa: E402
 from collector.config import CollectorConfig, MachineConfig, PipelineConfig, parse_config  # noqa: E402
 from collector.derive.engine import Derivation  # noqa: E402
 from collector.derive.machine import OFFLINE, MachineDerivation  # noqa: E402
@@ -759,29 +760,6 @@ def run_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
               f"{r['rss_peak']:.0f} MB; parts made {r['parts_made']:,}, derived "
               f"{r['parts_derived']:,}; {r['intervals']:,} intervals", flush=True)
     return results
-
-
-def speed_reference() -> float:
-    """Milliseconds for a fixed piece of pure Python (best of three), as in bench/api.py."""
-    best = math.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        sum(range(10_000_000))
-        best = min(best, time.perf_counter() - t)
-    return best * 1000
-
-
-def code_version() -> str:
-    """The commit measured, and whether the code differs from it."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "collector", "api"],
-                               cwd=root, check=True, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "not a git checkout"
-    return head + (" with local changes" if dirty else "")
 
 
 def cpu_model() -> str:
