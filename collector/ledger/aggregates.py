@@ -24,7 +24,7 @@ from collector.ledger.catalogue import Series
 from collector.ledger.exact import exact_value, may_be_inexact
 from collector.ledger.fetch import read_on_driver, read_small
 from collector.ledger.pages import present
-from collector.ledger.rollup import MINUTE
+from collector.ledger.rollup import MINUTE, minutes_of
 from collector.model import Value
 
 
@@ -248,15 +248,7 @@ def merge_stats(a: BucketStats, b: BucketStats) -> BucketStats:
 # `readings_1m`: read in the same statement as the rollups of the same minutes, so that a move
 # committed meanwhile neither hides them nor counts them twice. A few dozen seconds' worth at
 # most on SQLite, nothing on PostgreSQL.
-_RECENT_MINUTES = (
-    "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts,"
-    " c.value AS last_value, c.text AS last_text, c.value_int AS last_int "
-    "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n, count(value) AS nv,"
-    " min(value) AS lo, max(value) AS hi, sum(value) AS total, max(ts) AS last_ts"
-    " FROM readings_recent WHERE {ids} AND ts >= {start} AND ts < {end}"
-    " GROUP BY series_id, ts - ts % 60000000) g "
-    "JOIN readings_recent c ON c.series_id = g.series_id AND c.ts = g.last_ts"
-)
+_RECENT_MINUTES = minutes_of("readings_recent", "{ids} AND ts >= {start} AND ts < {end}")
 _ROLLED = (
     "SELECT series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int"
     " FROM readings_1m WHERE {ids} AND minute >= {start} AND minute < {end} "

@@ -4,8 +4,10 @@ in step with the readings, in the writer's transaction, so that latest values an
 whole-minute aggregates need not read every reading.
 
 A replayed batch cannot tell which of its rows were already stored, and a minute must count
-each reading once: the writer adds a batch's deltas only when every row went in, and
-otherwise recomputes the touched minutes from the readings (`RECOMPUTE`).
+each reading once: the writer adds deltas only when every row went in, and otherwise
+recomputes the touched minutes from the readings (`RECOMPUTE`). On PostgreSQL that is each
+batch's deltas, in the batch's transaction; on SQLite the minutes of the rows it moves from
+`readings_recent` into `readings` (`ADD_RECENT`), in the move's transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 MINUTE = 60_000_000  # µs
+# the columns of `readings`, `readings_recent` and `latest_readings`, in the rows' order
+READING_COLUMNS = ("series_id", "ts", "value", "text", "quality", "value_int", "status")
 
 # rows: (series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int)
 Delta = tuple[int, int, int, int, float | None, float | None, float | None, int, float | None,
@@ -64,7 +68,7 @@ ADD_PG = ADD.replace(f"VALUES ({', '.join(['?'] * 11)})", f"SELECT * FROM {STAGE
 
 
 
-def _minutes_of(table: str, where: str) -> str:
+def minutes_of(table: str, where: str) -> str:
     """SELECT of the `readings_1m` rows the rows of `table` matching `where` make."""
     return (
         "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value,"
@@ -80,7 +84,7 @@ def _minutes_of(table: str, where: str) -> str:
 # the minutes [lo, hi) of one series, rebuilt from the readings (positional: sid, lo, hi)
 RECOMPUTE = (
     f"INSERT INTO readings_1m ({_COLUMNS}) "
-    + _minutes_of("readings", "series_id = ? AND ts >= ? AND ts < ?")
+    + minutes_of("readings", "series_id = ? AND ts >= ? AND ts < ?")
     + " ON CONFLICT (series_id, minute) DO UPDATE SET n = excluded.n, nv = excluded.nv, "
     "lo = excluded.lo, hi = excluded.hi, total = excluded.total, last_ts = excluded.last_ts, "
     "last_value = excluded.last_value, last_text = excluded.last_text, "
@@ -91,7 +95,7 @@ RECOMPUTE = (
 # the SQLite writer moves them into `readings` (positional: first, last)
 ADD_RECENT = (
     f"INSERT INTO readings_1m ({_COLUMNS}) "
-    + _minutes_of("readings_recent", "series_id >= ? AND series_id <= ?")
+    + minutes_of("readings_recent", "series_id >= ? AND series_id <= ?")
     + " WHERE true" + ADD[ADD.index(" ON CONFLICT "):]
 )
 
@@ -162,8 +166,6 @@ def for_asyncpg(sql: str) -> str:
     return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
 
 
-_READING_COLUMNS = "series_id, ts, value, text, quality, value_int, status"
-
 
 def fold_recent(conn: Connection) -> int:
     """Move every row of `readings_recent` into `readings` and rebuild the minutes they fall in,
@@ -176,9 +178,10 @@ def fold_recent(conn: Connection) -> int:
         "SELECT DISTINCT series_id, ts - ts % 60000000 FROM readings_recent")).all()
     if not touched:
         return 0
+    columns = ", ".join(READING_COLUMNS)
     moved = conn.execute(text(
-        f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM "
-        "readings_recent ORDER BY series_id, ts ON CONFLICT DO NOTHING")).rowcount
+        f"INSERT INTO readings ({columns}) SELECT {columns} FROM readings_recent "
+        "ORDER BY series_id, ts ON CONFLICT DO NOTHING")).rowcount
     recompute = text(RECOMPUTE.replace("?", ":sid", 1).replace("?", ":lo", 1)
                      .replace("?", ":hi", 1))
     conn.execute(recompute, [{"sid": sid, "lo": minute, "hi": minute + MINUTE}

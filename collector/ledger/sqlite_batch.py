@@ -42,7 +42,7 @@ INSERT_CHECKED = (
     "INSERT INTO readings_recent (series_id, ts, value, text, quality, value_int, status) "
     "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM readings WHERE series_id = ? "
     "AND ts = ?) ON CONFLICT DO NOTHING")
-_COLUMNS = "series_id, ts, value, text, quality, value_int, status"
+_COLUMNS = ", ".join(rollup.READING_COLUMNS)
 RECENT_SERIES = ("SELECT series_id, count(*), max(ts) FROM readings_recent GROUP BY series_id "
                  "ORDER BY series_id")
 MOVE_SERIES = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
@@ -79,13 +79,8 @@ def narrowed(sql: str, columns: Sequence[str]) -> str:
 # bound NULL costs about as much as a value (a float reading's row took 2.4 µs to insert with
 # all seven columns, 1.2 µs with the four it fills), and nearly every row is a plain number
 # or an integer without text or status. Rows (series_id, ts, value, text, quality,
-# value_int, status) and minute deltas (series_id, minute, n, nv, lo, hi, total, last_ts,
-# last_value, last_text, last_int) go by what they hold: (statement, columns picked).
-_READING_COLUMNS = ("series_id", "ts", "value", "text", "quality", "value_int", "status")
+# value_int, status) go by what they hold: (statement, columns picked).
 _NUMBER, _INTEGER = (0, 1, 2, 4), (0, 1, 2, 4, 5)
-_DELTA_COLUMNS = ("series_id", "minute", "n", "nv", "lo", "hi", "total", "last_ts",
-                  "last_value", "last_text", "last_int")
-_DELTA_NUMBER, _DELTA_INTEGER = tuple(range(9)), (*range(9), 10)
 
 
 def _forms(sql: str, columns: Sequence[str],
@@ -374,9 +369,8 @@ def _checkpoint(path: str) -> None:
         conn.close()
 
 
-_INSERTS = _forms(INSERT, _READING_COLUMNS, (_NUMBER, _INTEGER))
-_LATEST = _forms(rollup.LATEST, _READING_COLUMNS, (_NUMBER, _INTEGER))
-_ADD = _forms(rollup.ADD, _DELTA_COLUMNS, (_DELTA_NUMBER, _DELTA_INTEGER))
+_INSERTS = _forms(INSERT, rollup.READING_COLUMNS, (_NUMBER, _INTEGER))
+_LATEST = _forms(rollup.LATEST, rollup.READING_COLUMNS, (_NUMBER, _INTEGER))
 
 
 class Turns:

@@ -29,7 +29,7 @@ from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import Reading
 
 _KEY = itemgetter(0, 1)  # (series_id, ts); duplicates keep their order
-_COLUMNS = ("series_id", "ts", "value", "text", "quality", "value_int", "status")
+_COLUMNS = rollup.READING_COLUMNS
 _PG_STAGE = "_collector_readings"
 _PG_CREATE_STAGE = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGE} (series_id integer, ts bigint, "
