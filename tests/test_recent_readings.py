@@ -217,3 +217,31 @@ async def test_postgresql_takes_recent_rows_a_sqlite_copy_brought_into_readings_
             assert after == before
         finally:
             await ledger.close()
+
+
+async def test_a_move_meeting_rows_already_in_readings_sums_their_minutes_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Rows written into `readings` behind the writer's back (an admin's shell, a tool) that
+    the recent table holds too: the move keeps one of each and rebuilds their minutes, so
+    the rollups still equal the readings."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(f"sqlite:///{path}")
+    await ledger.open()
+    try:
+        await ledger.write([Reading("press07", "t", T0 + i * 1_000_000, float(i))
+                            for i in range(90)])
+        with sqlite3.connect(path) as admin:
+            admin.execute("INSERT INTO readings (series_id, ts, value, quality) "
+                          "SELECT series_id, ts, value, quality FROM readings_recent "
+                          "WHERE ts % 3000000 = 0")
+        assert tables(path) == (30, 90, 90)
+        await ledger.writer.settle()
+        assert "30 recent readings were in the readings table already" in caplog.text
+        assert tables(path) == (90, 0, 90)
+        rollups_equal_readings(path)
+        series = await ledger.catalogue.series()
+        buckets = await ledger.aggregates.buckets(series, T0 - T0 % MINUTE,
+                                                  T0 - T0 % MINUTE + 3 * MINUTE, MINUTE)
+        assert sum(b.count for b in buckets) == 90
+    finally:
+        await ledger.close()
