@@ -41,6 +41,10 @@ RESTART_MIN = 1.0  # first wait before restarting a crashed adapter; doubles up 
 RESTART_MAX = 60.0
 LEDGER_RETRY_MIN = 1.0  # first wait before reaching the ledger again at start-up; doubles ...
 LEDGER_RETRY_MAX = 30.0
+# how long a stop waits for the sources to finish once cancelled; one that has not is left
+# behind (named in the log), so that what the pipeline holds is still written or spooled
+# before a service manager's own stop timeout kills the process
+SOURCE_STOP_SECONDS = 10.0
 
 
 T = TypeVar("T")
@@ -184,7 +188,13 @@ class Runtime:
         """Stop sources, write or spool everything held, close the ledger; idempotent."""
         for task in self._source_tasks:
             task.cancel()
-        await asyncio.gather(*self._source_tasks, return_exceptions=True)
+        if self._source_tasks:
+            _, stuck = await asyncio.wait(self._source_tasks, timeout=SOURCE_STOP_SECONDS)
+            for task in stuck:
+                log.warning("%s did not stop within %.0f s of being asked to (its protocol "
+                            "library is stuck, most often on a connection that does not "
+                            "close); stopping without it", task.get_name(),
+                            SOURCE_STOP_SECONDS)
         self._source_tasks.clear()
         await self.pipeline.stop()
         await self.derivation.stop()

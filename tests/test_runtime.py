@@ -45,6 +45,30 @@ class CrashingAdapter:
 def _register() -> None:
     if "crashtest" not in registry():
         register(AdapterSpec("crashtest", CrashingSource, CrashingAdapter))
+    if "stucktest" not in registry():
+        register(AdapterSpec("stucktest", StuckSource, StuckAdapter))
+
+
+class StuckSource(SourceConfig):
+    protocol: Literal["stucktest"]
+
+
+class StuckAdapter:
+    """Hands over one reading, then ignores being cancelled until released, as a protocol
+    library stuck on a connection that does not close would."""
+
+    release: asyncio.Event
+
+    def __init__(self, ctx: AdapterContext):
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        await self.ctx.sink.put([Reading(self.ctx.machine.id, "beat", now_us(), 7)])
+        while not StuckAdapter.release.is_set():
+            try:
+                await StuckAdapter.release.wait()
+            except asyncio.CancelledError:
+                continue
 
 
 def config(tmp_path: Path, extra: str = "", url: str | None = None, port: int = 0) -> str:
@@ -80,6 +104,34 @@ async def test_crashing_adapter_is_restarted_and_reported(tmp_path: Path, monkey
             latest = (await client.get("/api/v1/machines/press07/latest")).json()["items"]
             assert latest[0]["tag"] == "beat" and latest[0]["quality"] == "good"
             assert latest[0]["ts"].endswith("Z") and latest[0]["value"] >= 1
+
+
+async def test_a_source_that_does_not_stop_does_not_hold_the_stop(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    _register()
+    StuckAdapter.release = asyncio.Event()
+    monkeypatch.setattr("collector.runtime.SOURCE_STOP_SECONDS", 0.3)
+    cfg = parse_config(config(tmp_path, "    sources:\n      - id: board\n        protocol: stucktest\n"))
+    rt = Runtime(cfg)
+    await rt.start()
+    for _ in range(100):
+        if rt.pipeline.received:
+            break
+        await asyncio.sleep(0.02)
+    started = time.monotonic()
+    await rt.stop()
+    assert time.monotonic() - started < 3
+    assert "source press07/board did not stop within 0 s" in caplog.text
+    StuckAdapter.release.set()
+    await asyncio.sleep(0.05)
+    # what the stuck source handed over before was still written
+    check = Runtime(cfg).ledger
+    await check.open()
+    try:
+        page = PageQuery.of(await check.catalogue.series("press07"), 0, 2**62, 1000)
+        assert [p.value async for p in check.pages.points(page)] == [7]
+    finally:
+        await check.close()
 
 
 async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
