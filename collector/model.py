@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -49,6 +50,16 @@ class Reading(NamedTuple):
     value: Value
     quality: Quality = GOOD
     status: int | None = None  # the source's own status code (OPC UA StatusCode) unless plain good
+
+
+def good_readings(machine: str, tags: Sequence[str], ts: int, values: Iterable[Value]
+                  ) -> list[Reading]:
+    """GOOD readings of one machine at one instant, one per tag and value, built by the tuple
+    constructor itself: `Reading(...)` runs the named tuple's Python-level `__new__`, which
+    was a third of what a polled reading cost before it reached the pipeline."""
+    new = tuple.__new__
+    return [new(Reading, (machine, tag, ts, value, GOOD, None))
+            for tag, value in zip(tags, values, strict=True)]
 
 
 def now_us() -> int:

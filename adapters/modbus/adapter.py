@@ -19,10 +19,10 @@ from typing import Any
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from adapters.base import AdapterContext
-from collector.model import BAD, GOOD, Reading, Value, now_us
+from collector.model import BAD, GOOD, Reading, good_readings, now_us
 from collector.sources.normalise import normaliser_of
 
-from .codec import BIT_KINDS, Decoder, make_decoder
+from .codec import BIT_KINDS, FLOAT_TYPES, BlockDecoder, Decoder, make_block_decoder, make_decoder
 from .config import ModbusSourceConfig, ModbusTagConfig
 from .link import GarbledAnswer, Link, acquire_link, release_link
 from .planner import Block, Item, plan_blocks, split_block
@@ -63,6 +63,37 @@ class CompiledTag:
 Plan = dict[tuple[int, str], list[Block[CompiledTag]]]
 
 
+class BlockReader:
+    """A block's tags as one scan decodes them: every value of the answer at once (one
+    `struct` call for a block of plain numbers, `make_block_decoder`; otherwise each tag's own
+    decoder), then the normalisers of the tags that have one."""
+
+    __slots__ = ("block", "names", "decode", "normalisers", "plain")
+
+    def __init__(self, block: Block[CompiledTag], kind: str):
+        self.block = block  # kept alive with its reader (readers are found by the block's id)
+        tags = [item.key for item in block.items]
+        self.names = [tag.name for tag in tags]
+        start = block.start
+        whole: BlockDecoder | None = None
+        if kind in BIT_KINDS:
+            offsets = [tag.address - start for tag in tags]
+            whole = lambda data: [bool(data[i]) for i in offsets]  # noqa: E731
+        else:
+            whole = make_block_decoder(
+                [(tag.config.value_type, tag.config.byte_order, tag.address - start)
+                 for tag in tags], block.count)
+        if whole is None:
+            pairs = [(tag.decode, tag.address - start) for tag in tags]
+            whole = lambda data: [decode(data, i) for decode, i in pairs]  # type: ignore[misc]  # noqa: E731
+        self.decode = whole
+        self.normalisers = [tag.normalise for tag in tags]
+        # no normaliser and no value that can be None (a float that is not finite): the
+        # readings of an answer are built in one pass
+        self.plain = not any(self.normalisers) and all(
+            tag.kind in BIT_KINDS or tag.config.value_type not in FLOAT_TYPES for tag in tags)
+
+
 def build_plan(source: ModbusSourceConfig) -> Plan:
     """Blocks per (unit, register kind), fewest requests first."""
     groups: dict[tuple[int, str], list[Item[CompiledTag]]] = {}
@@ -98,6 +129,7 @@ class ModbusAdapter:
         self.requests = 0  # requests of the last complete scan
         self._sent = 0  # ... and of the scan running now
         self.link: Link | None = None
+        self._readers: dict[int, BlockReader] = {}  # by id(block), built at its first answer
         self._where = f"machine {self.machine!r} source {self.source.id!r}"
 
     async def run(self) -> None:
@@ -225,7 +257,7 @@ class ModbusAdapter:
 
     def _decode(self, block: Block[CompiledTag], kind: str, response: Any,
                 readings: list[Reading], ts: int) -> None:
-        machine, bad, start = self.machine, self.bad, block.start
+        machine, bad = self.machine, self.bad
         data: Sequence[Any] = response.bits if kind in BIT_KINDS else response.registers
         if len(data) < block.count:
             self._block_bad(block, kind, block.items[0].key.unit, -1, readings, ts)
@@ -234,23 +266,25 @@ class ModbusAdapter:
             # more registers than asked for: an answer to some other request, not ours
             self._block_bad(block, kind, block.items[0].key.unit, GARBLED, readings, ts)
             return
-        for item in block.items:
-            tag = item.key
-            value: Value
-            if tag.decode is None:
-                value = bool(data[tag.address - start])
-            else:
-                value = tag.decode(data, tag.address - start)
-                if tag.normalise is not None and value is not None:
-                    value = tag.normalise(value)
-                if value is None:  # NaN or infinity from a float register, or the nan_value
-                    if tag.name not in bad:
-                        bad.add(tag.name)
-                        readings.append(Reading(machine, tag.name, ts, None, BAD))
-                    continue
+        reader = self._readers.get(id(block))
+        if reader is None or reader.block is not block:  # first answer, or a split's part
+            reader = self._readers[id(block)] = BlockReader(block, kind)
+        values = reader.decode(data)
+        if reader.plain and (not bad or bad.isdisjoint(reader.names)):
+            # the usual answer: nothing to normalise, no tag of it to mark good again
+            readings += good_readings(machine, reader.names, ts, values)
+            return
+        for name, normalise, value in zip(reader.names, reader.normalisers, values, strict=True):
+            if normalise is not None and value is not None:
+                value = normalise(value)
+            if value is None:  # NaN or infinity from a float register, or the nan_value
+                if name not in bad:
+                    bad.add(name)
+                    readings.append(Reading(machine, name, ts, None, BAD))
+                continue
             if bad:
-                bad.discard(tag.name)
-            readings.append(Reading(machine, tag.name, ts, value, GOOD))
+                bad.discard(name)
+            readings.append(Reading(machine, name, ts, value, GOOD))
 
     def _mark_bad(self, tags: list[CompiledTag], readings: list[Reading], ts: int) -> None:
         for tag in tags:

@@ -195,3 +195,58 @@ def encode_value(
     data = struct.pack(">" + NUMBER_CODES[type_], value)
     words = list(struct.unpack(("<" if bytes_swapped else ">") + f"{n}H", data))
     return words[::-1] if words_reversed else words
+
+
+# a whole block's values from its registers, in the order of the fields it was made for
+BlockDecoder = Callable[[Sequence[int]], list[Value]]
+
+
+def make_block_decoder(fields: Sequence[tuple[str, str, int]], count: int) -> BlockDecoder | None:
+    """One decoder for a read request's whole answer of `count` registers: the registers
+    packed into bytes once and every value unpacked by one `struct` call, instead of one
+    decoder call per tag. `fields` are (type, byte_order, offset in the block) in address
+    order. None when the block is not that simple: a field that is not a number of the
+    types `struct` knows (bits, bytes, text), words in reverse order (CDAB and DCBA on 32 and
+    64 bits), fields that overlap, or byte swaps that differ between fields; those blocks
+    keep each tag's own decoder (`make_decoder`), which gives the same values."""
+    if not fields:
+        return None
+    codes: list[str] = []
+    swaps: set[bool] = set()
+    floats: list[tuple[int, str]] = []
+    at = 0
+    for i, (type_, order, offset) in enumerate(fields):
+        if type_ not in NUMBER_CODES or offset < at:
+            return None
+        width = WIDTH[type_]
+        words_reversed, bytes_swapped = _swaps(order)
+        if words_reversed and width > 1:
+            return None
+        swaps.add(bytes_swapped)
+        if offset > at:
+            codes.append(f"{2 * (offset - at)}x")  # registers no tag uses, read through
+        codes.append(NUMBER_CODES[type_])
+        at = offset + width
+        if type_ in FLOAT_TYPES:
+            floats.append((i, type_))
+    if len(swaps) > 1 or at > count:
+        return None
+    pack = struct.Struct(("<" if swaps.pop() else ">") + f"{count}H").pack
+    unpack = struct.Struct(">" + "".join(codes)).unpack_from
+    if not floats:
+        return lambda regs: list(unpack(pack(*regs)))
+    known = float32_table().get
+    isfinite = math.isfinite
+
+    def decode_block(regs: Sequence[int]) -> list[Value]:
+        values: list[Value] = list(unpack(pack(*regs)))
+        for i, type_ in floats:
+            value: float = values[i]  # type: ignore[assignment]
+            if not isfinite(value):
+                values[i] = None
+            elif type_ == "float32":
+                found = known(value)
+                values[i] = found if found is not None else shortest_float32(value)
+        return values
+
+    return decode_block

@@ -17,6 +17,7 @@ from adapters.modbus.codec import (
     allowed_orders,
     decode_registers,
     encode_value,
+    make_block_decoder,
     make_decoder,
 )
 
@@ -229,3 +230,53 @@ def test_string_round_trip(text: str, order: str) -> None:
     length = 8
     assert decode_registers(encode_value(text, "string", order, length=length), "string",
                             order, length=length) == text
+
+
+_BLOCK_TYPES = ["int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32",
+                "float64"]
+
+
+@given(data=st.data(), swapped=st.booleans())
+def test_block_decoder_gives_what_each_tag_decoder_gives(data: st.DataObject,
+                                                         swapped: bool) -> None:
+    """A block of plain numbers with gaps, decoded at once, equals each field decoded on its
+    own: the same types, the same shortest float32, None for NaN and infinity."""
+    fields: list[tuple[str, str, int]] = []
+    at = data.draw(st.integers(0, 3))
+    for _ in range(data.draw(st.integers(1, 12))):
+        type_ = data.draw(st.sampled_from(_BLOCK_TYPES))
+        order = ("BADC" if swapped else "ABCD") if WIDTH[type_] > 1 else data.draw(
+            st.sampled_from(["BADC", "DCBA"] if swapped else ["ABCD", "CDAB"]))
+        fields.append((type_, order, at))
+        at += WIDTH[type_] + data.draw(st.integers(0, 3))
+    count = at + data.draw(st.integers(0, 2))
+    regs = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=count, max_size=count))
+    for special in data.draw(st.lists(st.sampled_from([math.nan, math.inf, -math.inf, 229.7,
+                                                         -0.0, 1e-38]), max_size=3)):
+        i = data.draw(st.integers(0, len(fields) - 1))
+        type_, order, offset = fields[i]
+        if type_.startswith("float"):
+            regs[offset:offset + WIDTH[type_]] = encode_value(special, type_, order)
+    decode = make_block_decoder(fields, count)
+    assert decode is not None
+    got = decode(regs)
+    want = [make_decoder(t, o)(regs, off) for t, o, off in fields]
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert same(g, w) and type(g) is type(w)
+
+
+@pytest.mark.parametrize(("fields", "why"), [
+    ([("float32", "CDAB", 0)], "words in reverse order"),
+    ([("uint64", "DCBA", 0)], "words in reverse order"),
+    ([("uint16", "ABCD", 0), ("int16", "ABCD", 0)], "overlapping fields"),
+    ([("uint32", "ABCD", 0), ("int16", "ABCD", 1)], "overlapping fields"),
+    ([("uint16", "ABCD", 0), ("uint32", "BADC", 1)], "byte swaps that differ"),
+    ([("bool", "ABCD", 0)], "a bit"),
+    ([("uint8", "ABCD", 0)], "a byte"),
+    ([("string", "ABCD", 0)], "text"),
+    ([("uint32", "ABCD", 1)], "past the end of the block"),
+])
+def test_block_decoder_declines_what_it_cannot_do_in_one_call(
+        fields: list[tuple[str, str, int]], why: str) -> None:
+    assert make_block_decoder(fields, 2) is None, why
