@@ -25,9 +25,24 @@ log = logging.getLogger("api")
 
 
 class _Server(uvicorn.Server):
+    """uvicorn's server, woken once a second (for its `date` header) or when asked to stop,
+    instead of ten times a second to look at `should_exit`: on an edge box those wake-ups
+    were a tenth of what a collector with nothing to poll spends."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.exit_now = asyncio.Event()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # the runtime owns the signals
         yield
+
+    async def main_loop(self) -> None:
+        ticks = 0  # uvicorn's counter of tenths of a second: its header changes at each 10th
+        while not await self.on_tick(ticks):
+            ticks = (ticks + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exit_now.wait(), 1.0)
 
 
 class ApiServer:
@@ -65,6 +80,7 @@ class ApiServer:
         """Lets the answers under way finish, then stops the worker processes."""
         if self._server is not None:
             self._server.should_exit = True
+            self._server.exit_now.set()
         for task in self._tasks:
             if task.get_name() != "api":
                 task.cancel()
