@@ -195,7 +195,7 @@ async def test_timescaledb_is_detected_never_required(ledger: Ledger) -> None:
 
 async def rollup_rows(ledger: Ledger) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """The rollup table as kept by the writer, and the same rebuilt from the readings now
-    (once the recent readings have moved, as they do every half minute)."""
+    (once the recent readings have moved, as they do every minute)."""
     from sqlalchemy import text
 
     await ledger.writer.settle()

@@ -129,7 +129,7 @@ async def test_moves_come_by_time_and_by_count_and_a_restart_finds_what_waited(
     assert tables(path) == (0, 200, 200) and writer.moves_done == 0
     await ledger.write([Reading("press07", "t", T0 + 200 + i, float(i)) for i in range(100)])
     assert tables(path) == (300, 0, 300) and writer.moves_done == 1  # 300 rows >= MOVE_ROWS
-    writer._moved_at -= sqlite_batch.MOVE_SECONDS  # half a minute later
+    writer._moved_at -= sqlite_batch.MOVE_SECONDS  # a minute later
     await ledger.write([Reading("press07", "t", T0 + 300, 1.0)])
     assert tables(path) == (301, 0, 301) and writer.moves_done == 2
     await ledger.write([Reading("press07", "t", T0 + 301 + i, 2.0) for i in range(50)])

@@ -64,7 +64,7 @@ readings = Table(
 )
 
 # readings not yet moved into `readings` (migration 0007): on SQLite the writer commits here
-# and moves the rows over every half minute in one sorted pass, so a commit writes a few pages
+# and moves the rows over every minute in one sorted pass, so a commit writes a few pages
 # of this small table instead of one page per series of `readings`. A reading is in exactly
 # one of the two; the view `readings_all` (both, UNION ALL) is what readers read.
 readings_recent = Table(

@@ -2,7 +2,7 @@
 
 Series ids are cached in memory, so a batch costs one insert: on SQLite a few multi-row
 `INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING` statements into `readings_recent` on
-the writer's own connection, moved into `readings` in bulk every half minute (see
+the writer's own connection, moved into `readings` in bulk every minute (see
 `sqlite_batch`), on PostgreSQL a binary COPY (with a fallback through a
 staging table and `ON CONFLICT DO NOTHING` when some rows are already there); then, in the
 same transaction, one upsert each for the latest values and the minute rollups. Rows go in
