@@ -41,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import speed_reference  # noqa: E402
 from tests.kit.ports import free_ports  # noqa: E402
 
 DEVICES = 20
@@ -347,6 +348,7 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
                         "--prefill", str(folder), str(len(ports)), str(registers),
                         str(history[0]), str(history[1])], check=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    speed0 = speed_reference()
     load0 = os.getloadavg()
     proc = subprocess.Popen([sys.executable, "-m", "collector.cli", "--log-level", "warning",
                              "run", "-c", str(config)], cwd=tree, env=env)
@@ -379,6 +381,7 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    speed = (speed0, speed_reference())
     details = [s.get("details") or {} for s in health.get("sources", [])]
     with sqlite3.connect(folder / "ledger.db") as db:
         stored = stored_readings(db)
@@ -393,6 +396,7 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
         "rss_started_mb": rss_started, "rss_mb": rss,
         "children": len(rss_children), "rss_all_mb": rss + sum(rss_children.values()),
         "readings_in_ledger": stored, "load": (load0[0], load[0]), "history": history,
+        "speed": speed,
     }
 
 
@@ -414,6 +418,8 @@ def report_process(r: dict[str, Any]) -> str:
         f"warm-up)",
         f"all its processes RSS    {r['rss_all_mb']:.1f} MB ({r['children']} child processes)",
         f"load average (1 min)     {r['load'][0]:.2f} at start, {r['load'][1]:.2f} at the end",
+        f"speed reference          {r['speed'][0]:.0f} ms before, {r['speed'][1]:.0f} ms after "
+        f"(bench/common.py; this VM's speed swings, and CPU shares with it)",
     ])
 
 
