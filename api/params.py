@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from collector.model import now_us, us_from_datetime
+from collector.model import NotAnInstant, now_us, parse_instant
 
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
@@ -31,10 +31,12 @@ BUCKET_MAX_US = DAY_US
 MAX_BUCKETS_PER_SERIES = 100_000
 MAX_TAGS = 2000
 
-# 0001-01-01 .. 9999-12-31 as epoch ms: what a datetime (and so the response format) can show
-_MS_MIN = -62_135_596_800_000
-_MS_MAX = 253_402_300_799_999
-_INT = re.compile(r"^-?\d{1,16}$")
+_TIME_PROBLEMS = {
+    "not a time": "is not a time: give RFC 3339 such as 2026-11-22T08:00:00Z or "
+                  "2026-11-22T09:00:00+01:00, or integer epoch milliseconds",
+    "no time zone": "has no time zone: add Z for UTC or an offset such as +01:00",
+    "out of range": "is outside the years 1 to 9999",
+}
 _BUCKET = re.compile(r"^\s*(\d{1,9})\s*(ms|s|m|h|d)\s*$")
 _UNIT_US = {"ms": US_PER_MS, "s": US_PER_S, "m": 60 * US_PER_S, "h": HOUR_US, "d": DAY_US}
 
@@ -49,25 +51,10 @@ def _shown(text: str) -> str:
 
 def parse_time(name: str, text: str) -> int:
     """RFC 3339 (with `Z` or an offset) or integer epoch milliseconds → epoch µs."""
-    raw = text.strip()
-    if _INT.match(raw):
-        ms = int(raw)
-        if not _MS_MIN <= ms <= _MS_MAX:
-            raise BadParameter(f"{name}={_shown(text)} is outside the years 1 to 9999")
-        return ms * US_PER_MS
     try:
-        dt = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadParameter(
-            f"{name}={_shown(text)} is not a time: give RFC 3339 such as 2026-11-22T08:00:00Z "
-            "or 2026-11-22T09:00:00+01:00, or integer epoch milliseconds") from None
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise BadParameter(
-            f"{name}={_shown(text)} has no time zone: add Z for UTC or an offset such as +01:00")
-    try:
-        return us_from_datetime(dt)
-    except OverflowError:
-        raise BadParameter(f"{name}={_shown(text)} is outside the years 1 to 9999") from None
+        return parse_instant(text)
+    except NotAnInstant as exc:
+        raise BadParameter(f"{name}={_shown(text)} {_TIME_PROBLEMS[exc.problem]}") from None
 
 
 def resolve_range(start: str | None, end: str | None, now: int | None = None) -> tuple[int, int]:

@@ -7,6 +7,7 @@ the Unix epoch, UTC: exact, cheap to compare, and the ledger's storage format.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -73,6 +74,45 @@ def us_from_datetime(dt: datetime) -> int:
         dt = dt.replace(tzinfo=UTC)
     delta = dt - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# 0001-01-01 .. 9999-12-31 as epoch ms: what a datetime (and so every answer) can show
+MS_MIN = -62_135_596_800_000
+MS_MAX = 253_402_300_799_999
+_EPOCH_MS = re.compile(r"^-?\d{1,16}$")
+
+
+class NotAnInstant(ValueError):
+    """Why a text given for a time is not one: `problem` is "not a time", "no time zone" or
+    "out of range" (the API and the command line each say it in their own words)."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+def parse_instant(text: str) -> int:
+    """RFC 3339 (with `Z` or an offset) or integer epoch milliseconds, as epoch µs, within
+    the years 1 to 9999; raises `NotAnInstant` otherwise."""
+    raw = text.strip()
+    if _EPOCH_MS.match(raw):
+        ms = int(raw)
+        if not MS_MIN <= ms <= MS_MAX:
+            raise NotAnInstant("out of range")
+        return ms * 1000
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise NotAnInstant("not a time") from None
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise NotAnInstant("no time zone")
+    try:
+        us = us_from_datetime(dt)
+    except OverflowError:
+        raise NotAnInstant("out of range") from None
+    if not MS_MIN * 1000 <= us < (MS_MAX + 1) * 1000:  # an offset past either end, in UTC
+        raise NotAnInstant("out of range")
+    return us
 
 
 def datetime_from_us(ts: int) -> datetime:

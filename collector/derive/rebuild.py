@@ -9,7 +9,6 @@ rebuild also writes one, so `collector run` continues from its end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from collector.config import CollectorConfig
 from collector.derive.engine import Derivation
@@ -17,7 +16,7 @@ from collector.derive.report import ProductionReport
 from collector.derive.rules import compile_rules
 from collector.ledger import Ledger
 from collector.ledger.production import MINUTE
-from collector.model import format_ts, now_us, us_from_datetime
+from collector.model import NotAnInstant, format_ts, now_us, parse_instant
 
 
 class RebuildError(ValueError):
@@ -43,18 +42,18 @@ class RebuildResult:
 
 def parse_when(name: str, text: str) -> int:
     """RFC 3339 (with Z or an offset) or integer epoch milliseconds, as epoch µs."""
-    raw = text.strip()
-    if raw.lstrip("-").isdigit():
-        return int(raw) * 1000
     try:
-        dt = datetime.fromisoformat(raw)
-    except ValueError:
-        raise RebuildError(f"--{name} {text!r} is not a time: give RFC 3339 such as "
-                           "2026-11-22T06:00:00Z, or epoch milliseconds") from None
-    if dt.tzinfo is None:
-        raise RebuildError(f"--{name} {text!r} has no time zone: add Z for UTC or an offset "
-                           "such as +08:00")
-    return us_from_datetime(dt.astimezone(UTC))
+        return parse_instant(text)
+    except NotAnInstant as exc:
+        raise RebuildError(f"--{name} {text!r} {_TIME_PROBLEMS[exc.problem]}") from None
+
+
+_TIME_PROBLEMS = {
+    "not a time": "is not a time: give RFC 3339 such as 2026-11-22T06:00:00Z, or epoch "
+                  "milliseconds",
+    "no time zone": "has no time zone: add Z for UTC or an offset such as +08:00",
+    "out of range": "is outside the years 1 to 9999",
+}
 
 
 async def rebuild(config: CollectorConfig, machine: str, start: int, end: int,
