@@ -119,7 +119,7 @@ class Runtime:
                  box: str | None = None, api: Callable[[Runtime], Server] | None = None):
         self.config = config
         self.ledger = Ledger(config.ledger.url, schema=ledger_schema or config.ledger.db_schema,
-                             box=box or config.box)
+                             box=box or config.box, future_margin=config.pipeline.future_margin)
         self.spool = Spool(config.spool_path(), config.spool.max_size, config.spool.drop)
         self.pipeline = Pipeline(self.ledger, self.spool, config.pipeline, tag_rules(config))
         rules = [r for r in map(compile_rules, config.machines) if r is not None]

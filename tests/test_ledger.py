@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from collector.ledger import Ledger, MachineInfo, PageQuery, Point, SeriesInfo
-from collector.model import BAD, GOOD, UNCERTAIN, Reading
+from collector.model import BAD, GOOD, UNCERTAIN, Reading, now_us
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z in µs
 
@@ -103,6 +103,30 @@ async def test_latest_per_series(ledger: Ledger) -> None:
     assert latest["current"].value == 9.0 and latest["current"].ts == T0 + 9_000_000
     assert latest["voltage"].value == 4.0
     assert await ledger.latest.of_machine("unknown") == []
+
+
+async def test_a_latest_value_stamped_far_ahead_gives_way_to_the_next_reading(
+        ledger: Ledger) -> None:
+    """One reading from a clock that jumped years ahead is stored (as the pipeline flagged
+    it), but it does not hold the series' latest value: the next reading takes its place.
+    Within the future margin (60 s) the latest value stays forward only."""
+    now = now_us()
+
+    async def latest() -> tuple[float, int]:
+        (point,) = [p for s, p in await ledger.latest.of_machine("press07") if s.tag == "t"]
+        return point.value, point.ts  # type: ignore[return-value]
+
+    await ledger.write([Reading("press07", "t", now - 10_000_000, 1.0)])
+    await ledger.write([Reading("press07", "t", now + 10 * 365 * 86_400_000_000, 99.0,
+                                UNCERTAIN)])
+    assert await latest() == (99.0, now + 10 * 365 * 86_400_000_000)
+    await ledger.write([Reading("press07", "t", now - 9_000_000, 2.0)])
+    assert await latest() == (2.0, now - 9_000_000)
+    await ledger.write([Reading("press07", "t", now - 10_000_000, 1.0)])  # a replay: older
+    assert await latest() == (2.0, now - 9_000_000)
+    await ledger.write([Reading("press07", "t", now + 30_000_000, 3.0)])  # within the margin
+    await ledger.write([Reading("press07", "t", now - 8_000_000, 4.0)])
+    assert await latest() == (3.0, now + 30_000_000)
 
 
 async def test_range_with_cursor_is_stable_while_inserting(ledger: Ledger) -> None:

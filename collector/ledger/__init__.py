@@ -43,15 +43,18 @@ class LedgerNotReady(RuntimeError):
 
 class Ledger:
     """The ledger database: `await open()` connects and migrates; then write and query.
-    `read_cache_kib`: the page cache of the direct reader of a SQLite ledger (`small_reads`)."""
+    `read_cache_kib`: the page cache of the direct reader of a SQLite ledger (`small_reads`);
+    `future_margin`: `pipeline.future_margin` (s), see `rollup.latest_sql`."""
 
     def __init__(self, url: str, *, schema: str | None = None, box: str | None = None,
-                 read_cache_kib: int = small_reads.CACHE_KIB):
+                 read_cache_kib: int = small_reads.CACHE_KIB, future_margin: float = 60.0):
         self.url = url
         self.schema = schema
         self.read_cache_kib = read_cache_kib
         self.engine: AsyncEngine = create_engine(url, schema=schema)
-        self.writer = LedgerWriter(self.engine, box=box)
+        # a latest value stamped further ahead than this gives way to the next reading
+        self.writer = LedgerWriter(self.engine, box=box,
+                                   future_margin_us=int(future_margin * 1_000_000))
         self.catalogue = Catalogue(self.engine)
         self.pages = Pages(self.engine)
         self.aggregates = Aggregates(self.engine)

@@ -99,15 +99,27 @@ ADD_RECENT = (
     + " WHERE true" + ADD[ADD.index(" ON CONFLICT "):]
 )
 
-# forward only (`ts` strictly newer): a replay never replaces the value kept for a timestamp
-LATEST = (
-    "INSERT INTO latest_readings (series_id, ts, value, text, quality, value_int, status) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
-    "text = excluded.text, quality = excluded.quality, value_int = excluded.value_int, "
-    "status = excluded.status WHERE excluded.ts > latest_readings.ts"
-)
-LATEST_PG = LATEST.replace("VALUES (?, ?, ?, ?, ?, ?, ?)", f"SELECT * FROM {STAGE_LATEST}")
+# forward only (`ts` strictly newer): a replay never replaces the value kept for a timestamp.
+# But a kept value stamped further ahead of the clock than the pipeline's future margin (a
+# device clock that jumped) gives way to the next reading, whatever its stamp: one bad stamp
+# must not hold a series' latest value until real time catches up with it.
+FUTURE_MARGIN_US = 60_000_000  # `pipeline.future_margin`'s default
+_NOW_US = {"sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+           "postgresql": "(extract(epoch from clock_timestamp()) * 1000000)::bigint"}
+
+
+def latest_sql(dialect: str, future_margin_us: int = FUTURE_MARGIN_US) -> str:
+    """The upsert of newest rows into `latest_readings`: from `VALUES` on SQLite, from the
+    staging table on PostgreSQL."""
+    rows = "VALUES (?, ?, ?, ?, ?, ?, ?)" if dialect == "sqlite" else f"SELECT * FROM {STAGE_LATEST}"
+    return (
+        f"INSERT INTO latest_readings (series_id, ts, value, text, quality, value_int, status) "
+        f"{rows} "
+        "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+        "text = excluded.text, quality = excluded.quality, value_int = excluded.value_int, "
+        "status = excluded.status WHERE excluded.ts > latest_readings.ts "
+        f"OR latest_readings.ts > {_NOW_US[dialect]} + {int(future_margin_us)}"
+    )
 
 
 def newest(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

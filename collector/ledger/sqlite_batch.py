@@ -127,8 +127,11 @@ _RETRY = 0.02
 class SqliteBatchWriter:
     """Writes sorted reading rows to the SQLite file at `path` from the event loop's thread."""
 
-    def __init__(self, path: str, moves: bool = False):
+    def __init__(self, path: str, moves: bool = False,
+                 future_margin_us: int = rollup.FUTURE_MARGIN_US):
         self.path = path
+        self._latest = _forms(rollup.latest_sql("sqlite", future_margin_us),
+                              rollup.READING_COLUMNS, (_NUMBER, _INTEGER))
         self.moves = moves  # this writer writes readings and moves them (`move`)
         self._conn: sqlite3.Connection | None = None
         self._checkpoint: asyncio.Task[None] | None = None
@@ -158,7 +161,7 @@ class SqliteBatchWriter:
                 inserted += max(conn.executemany(
                     INSERT_CHECKED, [(*row, row[0], row[1]) for row in known]).rowcount, 0)
             await turns.maybe()
-            for (sql, pick), part in zip(_LATEST, shaped(rollup.newest(rows), 3, 6, 5),
+            for (sql, pick), part in zip(self._latest, shaped(rollup.newest(rows), 3, 6, 5),
                                          strict=True):
                 await many_yielding(conn, sql, part, turns, pick)
             conn.execute("COMMIT")
@@ -373,7 +376,6 @@ def _checkpoint(path: str) -> None:
 
 
 _INSERTS = _forms(INSERT, rollup.READING_COLUMNS, (_NUMBER, _INTEGER))
-_LATEST = _forms(rollup.LATEST, rollup.READING_COLUMNS, (_NUMBER, _INTEGER))
 
 
 class Turns:

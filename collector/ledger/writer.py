@@ -79,7 +79,8 @@ def kind_of(value: object) -> str | None:
 class LedgerWriter:
     """Writes batches of readings; creates unknown machines and series on the way."""
 
-    def __init__(self, engine: AsyncEngine, box: str | None = None):
+    def __init__(self, engine: AsyncEngine, box: str | None = None,
+                 future_margin_us: int = rollup.FUTURE_MARGIN_US):
         self.engine = engine
         self.box = box
         self.dialect = engine.dialect.name
@@ -89,8 +90,10 @@ class LedgerWriter:
         self._info: dict[tuple[str, str], SeriesInfo] = {}
         self.rows_written = 0
         self.commits = 0  # committed batches: read-side caches compare it to know they are fresh
-        self._sqlite = (SqliteBatchWriter(engine.url.database or "", moves=True)
+        self._sqlite = (SqliteBatchWriter(engine.url.database or "", moves=True,
+                                          future_margin_us=future_margin_us)
                         if self.dialect == "sqlite" else None)
+        self._latest_pg = rollup.latest_sql("postgresql", future_margin_us)
         self._wide = wide_sqlite if self._sqlite is not None else wide_postgres
 
     async def close(self) -> None:
@@ -204,7 +207,7 @@ class LedgerWriter:
         await raw.execute(rollup.CREATE_STAGES)  # type: ignore[union-attr]
         await raw.copy_records_to_table(rollup.STAGE_LATEST,  # type: ignore[union-attr]
                                         records=rollup.newest(rows))
-        await raw.execute(rollup.LATEST_PG)  # type: ignore[union-attr]
+        await raw.execute(self._latest_pg)  # type: ignore[union-attr]
         if complete:
             await raw.copy_records_to_table(rollup.STAGE_MINUTES,  # type: ignore[union-attr]
                                             records=rollup.deltas(rows))
