@@ -1,7 +1,8 @@
 """Polls one Modbus source on a fixed-rate schedule and hands its readings to the pipeline.
 
-Each scan reads the planned blocks of every unit and register kind, decodes each tag with its
-precompiled decoder, and passes the value through the tag's normaliser (sentinel, scale,
+Each scan reads the planned blocks of every unit and register kind, decodes each answer
+(`BlockReader`: a block of plain numbers in one `struct` call, otherwise each tag with its
+precompiled decoder), and passes the values through the tags' normalisers (sentinel, scale,
 offset, clamp). Failures stay inside the source: a unit
 that does not answer is skipped for the rest of the scan, a refused block is split and the
 split kept, a lost connection is retried with capped exponential backoff, and every tag that
