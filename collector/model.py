@@ -82,12 +82,22 @@ MS_MAX = 253_402_300_799_999
 _EPOCH_MS = re.compile(r"^-?\d{1,16}$")
 
 
+# what to say about a text that is not an instant, after the caller has named what was given
+_INSTANT_PROBLEMS = {
+    "not a time": "is not a time: give RFC 3339 such as 2026-11-22T08:00:00Z or "
+                  "2026-11-22T09:00:00+01:00, or integer epoch milliseconds",
+    "no time zone": "has no time zone: add Z for UTC or an offset such as +01:00",
+    "out of range": "is outside the years 1 to 9999",
+}
+
+
 class NotAnInstant(ValueError):
     """Why a text given for a time is not one: `problem` is "not a time", "no time zone" or
-    "out of range" (the API and the command line each say it in their own words)."""
+    "out of range"; the message says it and what to give instead, for the API and the
+    command line to put after the name of what was given."""
 
     def __init__(self, problem: str):
-        super().__init__(problem)
+        super().__init__(_INSTANT_PROBLEMS[problem])
         self.problem = problem
 
 

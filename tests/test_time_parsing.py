@@ -1,6 +1,7 @@
 """Times given as text, by the API's `start`/`end` and by `collector rebuild --start/--end`:
-one parser in the core (`collector.model.parse_instant`), each caller naming the problem in
-its own words; never a traceback, also for times beyond the years 1 to 9999."""
+one parser in the core (`collector.model.parse_instant`) and one way of saying what is wrong,
+after each caller's name for what was given; never a traceback, also for times beyond the
+years 1 to 9999."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_not_instants(text: str, problem: str) -> None:
     assert caught.value.problem == problem
 
 
-def test_each_caller_says_it_in_its_own_words() -> None:
+def test_each_caller_names_what_was_given() -> None:
     with pytest.raises(BadParameter, match=r"^start='0001-01-01T00:00:00\+01:00' is outside the years 1 to 9999$"):
         parse_time("start", "0001-01-01T00:00:00+01:00")
     with pytest.raises(BadParameter, match=r"^end='08:00' is not a time: give RFC 3339"):

@@ -45,15 +45,7 @@ def parse_when(name: str, text: str) -> int:
     try:
         return parse_instant(text)
     except NotAnInstant as exc:
-        raise RebuildError(f"--{name} {text!r} {_TIME_PROBLEMS[exc.problem]}") from None
-
-
-_TIME_PROBLEMS = {
-    "not a time": "is not a time: give RFC 3339 such as 2026-11-22T06:00:00Z, or epoch "
-                  "milliseconds",
-    "no time zone": "has no time zone: add Z for UTC or an offset such as +08:00",
-    "out of range": "is outside the years 1 to 9999",
-}
+        raise RebuildError(f"--{name} {text!r} {exc}") from None
 
 
 async def rebuild(config: CollectorConfig, machine: str, start: int, end: int,
