@@ -134,6 +134,19 @@ async def test_a_source_that_does_not_stop_does_not_hold_the_stop(
         await check.close()
 
 
+async def test_the_configured_future_margin_decides_which_latest_value_gives_way(
+        tmp_path: Path) -> None:
+    """`pipeline.future_margin` reaches the ledger's writer: with 5 s, a latest value stamped
+    20 s ahead gives way to the next reading (with the default 60 s it would hold)."""
+    text = config(tmp_path).replace("flush_interval: 50ms\n", "flush_interval: 50ms\n  future_margin: 5s\n")
+    async with Runtime(parse_config(text)) as rt:
+        now = now_us()
+        await rt.pipeline.put([Reading("press07", "t", now + 20_000_000, 1.0)], wait=True)
+        await rt.pipeline.put([Reading("press07", "t", now - 1_000_000, 2.0)], wait=True)
+        (item,) = [p for s, p in await rt.ledger.latest.of_machine("press07") if s.tag == "t"]
+        assert (item.value, item.ts) == (2.0, now - 1_000_000)
+
+
 async def test_api_latest_values_and_errors(tmp_path: Path) -> None:
     cfg = parse_config(config(tmp_path))
     async with Runtime(cfg, api=ApiServer) as rt:

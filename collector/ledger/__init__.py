@@ -27,6 +27,7 @@ from collector.ledger.latest import Latest
 from collector.ledger.pages import PageQuery, Pages, Point
 from collector.ledger.production import ProductionStore
 from collector.ledger.retention import delete_older_than
+from collector.ledger.rollup import FUTURE_MARGIN_US
 from collector.ledger.timescale import use_timescale
 from collector.ledger.writer import LedgerWriter, MachineClaimedError, MachineInfo, SeriesInfo
 from collector.model import Reading
@@ -47,7 +48,8 @@ class Ledger:
     `future_margin`: `pipeline.future_margin` (s), see `rollup.latest_sql`."""
 
     def __init__(self, url: str, *, schema: str | None = None, box: str | None = None,
-                 read_cache_kib: int = small_reads.CACHE_KIB, future_margin: float = 60.0):
+                 read_cache_kib: int = small_reads.CACHE_KIB,
+                 future_margin: float = FUTURE_MARGIN_US / 1_000_000):
         self.url = url
         self.schema = schema
         self.read_cache_kib = read_cache_kib

@@ -111,10 +111,10 @@ _NOW_US = {"sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INT
 def latest_sql(dialect: str, future_margin_us: int = FUTURE_MARGIN_US) -> str:
     """The upsert of newest rows into `latest_readings`: from `VALUES` on SQLite, from the
     staging table on PostgreSQL."""
-    rows = "VALUES (?, ?, ?, ?, ?, ?, ?)" if dialect == "sqlite" else f"SELECT * FROM {STAGE_LATEST}"
+    rows = (f"VALUES ({', '.join('?' * len(READING_COLUMNS))})" if dialect == "sqlite"
+            else f"SELECT * FROM {STAGE_LATEST}")
     return (
-        f"INSERT INTO latest_readings (series_id, ts, value, text, quality, value_int, status) "
-        f"{rows} "
+        f"INSERT INTO latest_readings ({', '.join(READING_COLUMNS)}) {rows} "
         "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
         "text = excluded.text, quality = excluded.quality, value_int = excluded.value_int, "
         "status = excluded.status WHERE excluded.ts > latest_readings.ts "
