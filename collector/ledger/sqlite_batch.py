@@ -116,8 +116,8 @@ NOTHING = -(2**63) - 1  # older than any timestamp: a series with nothing in `re
 # `readings_1m`) is written and not read again for a minute, and the pages of the recent
 # table that a commit rewrites come back from the OS's file cache cheaply, so a larger cache
 # only keeps memory. 4 MiB against 16 MiB (interleaved runs of bench/modbus.py): 2,000 tags
-# with history 99 MB RSS against 110 MB at the same CPU (1.70%, 1.62% against 1.60%, 1.65%);
-# 20,000 tags 178 MB and 12.2% against 191 MB and 13.7%.
+# with history 99 against 110 MB RSS, 5,000 tags 112 against 126 MB, 20,000 tags 178 against
+# 191 MB; CPU within the runs' noise (2,000 tags 1.70%, 1.62% against 1.60%, 1.65%).
 WRITER_CACHE_KIB = 4096
 CHECKPOINT_BYTES = 64 * 2**20  # ~ what wal_autocheckpoint=8192 does with 8 KiB pages
 STATEMENT_ROWS = 1024  # rows per statement at most: ~3 ms of the loop each
