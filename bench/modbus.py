@@ -15,7 +15,8 @@ With `--registers N`: each device serves N holding registers on unit 1, one uint
 collector runs as `collector run -c FILE` in a process of its own, its API on (`--workers`
 sets `api.workers`) and nobody asking it anything; prints the CPU time of the collector
 process and of its child processes (the API workers) as shares of one core, the RSS of the
-collector and of all its processes, and the load average. `--tree DIR` runs the collector of
+collector and of all its processes, the bytes the collector writes (what wears a box's flash
+storage), and the load average. `--tree DIR` runs the collector of
 another checkout of this repository (for before/after runs).
 Targets (ARCHITECTURE.md): requests = minimum, CPU < 4% of a core, jitter p99 < 20 ms;
 2,000 registers at ≤ 1.2% of a core, the collector ≤ 110 MB RSS.
@@ -325,6 +326,14 @@ def process_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def written_bytes(pid: int) -> tuple[int, int]:
+    """(bytes handed to write calls, bytes the process caused to be written to storage) so
+    far, from /proc/PID/io: the first counts every WAL frame and checkpoint page, the second
+    what reached the disk (0 on tmpfs)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["wchar"]), int(fields["write_bytes"])
+
+
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return {pid: st[1] for pid in pids if (st := _stat(pid)) is not None}
 
@@ -364,8 +373,10 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
         rss_started = process_rss_mb(proc.pid)
         children = descendants(proc.pid)
         cpu0, wall0 = cpu_seconds([proc.pid, *children]), time.monotonic()
+        io0 = written_bytes(proc.pid)
         time.sleep(seconds)
         wall = time.monotonic() - wall0
+        io = written_bytes(proc.pid)
         children = descendants(proc.pid)
         cpu = cpu_seconds([proc.pid, *children])
         used = {pid: cpu[pid] - cpu0.get(pid, 0.0) for pid in cpu}
@@ -396,6 +407,7 @@ def measure_process(folder: Path, ports: list[int], registers: int, seconds: flo
         "rss_started_mb": rss_started, "rss_mb": rss,
         "children": len(rss_children), "rss_all_mb": rss + sum(rss_children.values()),
         "readings_in_ledger": stored, "load": (load0[0], load[0]), "history": history,
+        "written_per_s": ((io[0] - io0[0]) / wall, (io[1] - io0[1]) / wall),
         "speed": speed,
     }
 
@@ -417,6 +429,10 @@ def report_process(r: dict[str, Any]) -> str:
         f"collector RSS            {r['rss_mb']:.1f} MB ({r['rss_started_mb']:.1f} MB after the "
         f"warm-up)",
         f"all its processes RSS    {r['rss_all_mb']:.1f} MB ({r['children']} child processes)",
+        f"written by the collector {r['written_per_s'][0] / 1e6:.2f} MB/s in write calls "
+        f"({r['written_per_s'][0] / r['tags']:.0f} B per reading, "
+        f"{r['written_per_s'][0] * 86400 / 1e9:.0f} GB a day), "
+        f"{r['written_per_s'][1] / 1e6:.2f} MB/s to storage",
         f"load average (1 min)     {r['load'][0]:.2f} at start, {r['load'][1]:.2f} at the end",
         f"speed reference          {r['speed'][0]:.0f} ms before, {r['speed'][1]:.0f} ms after "
         f"(bench/common.py; this VM's speed swings, and CPU shares with it)",

@@ -35,14 +35,13 @@ from typing import Any, TypeVar
 from collector.ledger import rollup
 from collector.ledger.engine import SQLITE_PRAGMAS
 
-INSERT = ("INSERT INTO readings_recent (series_id, ts, value, text, quality, value_int, status) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_COLUMNS = ", ".join(rollup.READING_COLUMNS)
+_MARKS = ", ".join("?" * len(rollup.READING_COLUMNS))
+INSERT = f"INSERT INTO readings_recent ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT DO NOTHING"
 # a row that may be in `readings` already (older than its series' newest moved row)
 INSERT_CHECKED = (
-    "INSERT INTO readings_recent (series_id, ts, value, text, quality, value_int, status) "
-    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM readings WHERE series_id = ? "
-    "AND ts = ?) ON CONFLICT DO NOTHING")
-_COLUMNS = ", ".join(rollup.READING_COLUMNS)
+    f"INSERT INTO readings_recent ({_COLUMNS}) SELECT {_MARKS} WHERE NOT EXISTS "
+    "(SELECT 1 FROM readings WHERE series_id = ? AND ts = ?) ON CONFLICT DO NOTHING")
 RECENT_SERIES = ("SELECT series_id, count(*), max(ts) FROM readings_recent GROUP BY series_id "
                  "ORDER BY series_id")
 MOVE_SERIES = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
