@@ -43,7 +43,7 @@ def test_defaults() -> None:
     config = parse_config("machines: []")
     assert config.ledger.url == "sqlite:///data/ledger.db"
     assert config.api.port == 8080 and config.api.api_keys == []
-    assert config.pipeline.flush_interval == 0.5
+    assert config.pipeline.flush_interval == 2.0
     assert config.counts() == (0, 0, 0)
 
 
