@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 MINUTE = 60_000_000  # µs
 # the columns of `readings`, `readings_recent` and `latest_readings`, in the rows' order
 READING_COLUMNS = ("series_id", "ts", "value", "text", "quality", "value_int", "status")
+READING_LIST = ", ".join(READING_COLUMNS)  # as an SQL column list
+READING_MARKS = ", ".join("?" * len(READING_COLUMNS))  # their placeholders
 
 # rows: (series_id, minute, n, nv, lo, hi, total, last_ts, last_value, last_text, last_int)
 Delta = tuple[int, int, int, int, float | None, float | None, float | None, int, float | None,
@@ -111,10 +113,9 @@ _NOW_US = {"sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INT
 def latest_sql(dialect: str, future_margin_us: int = FUTURE_MARGIN_US) -> str:
     """The upsert of newest rows into `latest_readings`: from `VALUES` on SQLite, from the
     staging table on PostgreSQL."""
-    rows = (f"VALUES ({', '.join('?' * len(READING_COLUMNS))})" if dialect == "sqlite"
-            else f"SELECT * FROM {STAGE_LATEST}")
+    rows = f"VALUES ({READING_MARKS})" if dialect == "sqlite" else f"SELECT * FROM {STAGE_LATEST}"
     return (
-        f"INSERT INTO latest_readings ({', '.join(READING_COLUMNS)}) {rows} "
+        f"INSERT INTO latest_readings ({READING_LIST}) {rows} "
         "ON CONFLICT (series_id) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
         "text = excluded.text, quality = excluded.quality, value_int = excluded.value_int, "
         "status = excluded.status WHERE excluded.ts > latest_readings.ts "
@@ -190,9 +191,8 @@ def fold_recent(conn: Connection) -> int:
         "SELECT DISTINCT series_id, ts - ts % 60000000 FROM readings_recent")).all()
     if not touched:
         return 0
-    columns = ", ".join(READING_COLUMNS)
     moved = conn.execute(text(
-        f"INSERT INTO readings ({columns}) SELECT {columns} FROM readings_recent "
+        f"INSERT INTO readings ({READING_LIST}) SELECT {READING_LIST} FROM readings_recent "
         "ORDER BY series_id, ts ON CONFLICT DO NOTHING")).rowcount
     recompute = text(RECOMPUTE.replace("?", ":sid", 1).replace("?", ":lo", 1)
                      .replace("?", ":hi", 1))
