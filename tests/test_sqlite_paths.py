@@ -78,6 +78,40 @@ async def test_batches_commit_while_the_loop_is_busy(tmp_path: Path) -> None:
     await ledger.close()
 
 
+async def test_a_large_batch_gives_the_loop_a_turn_before_it_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preparing a batch of thousands of readings holds the loop for milliseconds; the writer
+    lets a waiting scan run before it adds its first statements to that (scan jitter)."""
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    await ledger.open()
+    ticks: list[int] = []
+    seen: list[int] = []  # ticks when each batch reached the writer's SQL
+    split = sqlite_batch.SqliteBatchWriter._split
+
+    def spy(self: sqlite_batch.SqliteBatchWriter, conn: sqlite3.Connection,
+            rows: list[tuple[object, ...]]) -> object:
+        seen.append(len(ticks))
+        return split(self, conn, rows)
+
+    async def tick() -> None:
+        ticks.append(1)
+
+    def batch(n: int, k: int) -> list[Reading]:
+        return [Reading("press07", f"t{i}", T0 + k * S, float(i)) for i in range(n)]
+
+    try:
+        await ledger.write(batch(2_000, 0))  # the series exist from here on
+        monkeypatch.setattr(sqlite_batch.SqliteBatchWriter, "_split", spy)
+        for n, k in ((10, 1), (2_000, 2)):
+            ticker = asyncio.get_running_loop().create_task(tick())
+            await ledger.write(batch(n, k))
+            await ticker
+        assert seen == [0, 2]  # a small batch goes at once; the large one after a turn
+        assert sqlite_batch.STATEMENT_ROWS < 2_000
+    finally:
+        await ledger.close()
+
+
 def test_small_read_steps_aside_while_the_file_is_locked(tmp_path: Path) -> None:
     """Another process holds the file exclusively (a backup tool, an admin's sqlite3 shell):
     the direct read gives up after a moment, leaving the query to the usual path, which
