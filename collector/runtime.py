@@ -45,10 +45,41 @@ LEDGER_RETRY_MAX = 30.0
 # behind (named in the log), so that what the pipeline holds is still written or spooled
 # before a service manager's own stop timeout kills the process
 SOURCE_STOP_SECONDS = 10.0
+# Python's cyclic garbage collector runs on a clock while the service runs, not on its own
+# allocation count: every reading is a tuple the count includes, and readings live until
+# their batch is written, so the count's collections kept finding the same live readings
+# and promoting them, and the full collections that promotion set off traversed them again.
+# 2,000 tags at 1 Hz: 5.8 collections a second, 0.85 ms of CPU a second; 20,000 tags: 78 a
+# second, 38 of them full a minute, 13 ms of CPU a second, a tenth of the collector's CPU.
+# Reference counting frees every reading either way; the clock only bounds how long
+# cyclic garbage waits.
+GC_YOUNG_EVERY = 5.0  # seconds between collections of the young generations
+GC_FULL_EVERY = 12  # ... and every this many of them, a full collection
 
 
 T = TypeVar("T")
 EVENT_LOOP_ENV = "COLLECTOR_EVENT_LOOP"
+
+
+async def collect_garbage_on_a_clock(young_every: float | None = None,
+                                     full_every: int | None = None) -> None:
+    """Python's cyclic garbage collector off its allocation count, collecting the young
+    generations every `GC_YOUNG_EVERY` seconds and everything every `GC_FULL_EVERY`th time
+    instead, until cancelled; then it runs on its count again. A stretch that pauses it
+    (`small_reads.gc_paused`) finds it off and leaves it so."""
+    young_every = GC_YOUNG_EVERY if young_every is None else young_every
+    full_every = GC_FULL_EVERY if full_every is None else full_every
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        turn = 0
+        while True:
+            await asyncio.sleep(young_every)
+            turn += 1
+            gc.collect(2 if turn % full_every == 0 else 1)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class EventLoopChoiceError(ValueError):
@@ -218,7 +249,12 @@ class Runtime:
             # trigger) stop stalling the loop for ~50 ms every few large answers
             gc.collect()
             gc.freeze()
-            await self._stop.wait()
+            pacer = asyncio.create_task(collect_garbage_on_a_clock(), name="gc")
+            try:
+                await self._stop.wait()
+            finally:
+                pacer.cancel()
+                await asyncio.gather(pacer, return_exceptions=True)
             log.info("stopping: flushing readings to the ledger")
 
     def request_stop(self) -> None:

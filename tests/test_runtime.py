@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +22,7 @@ from collector.config import SourceConfig, parse_config
 from collector.ledger import PageQuery
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
-from collector.runtime import Runtime
+from collector.runtime import Runtime, collect_garbage_on_a_clock
 from tests.kit.ports import free_port
 from tests.test_api_offload import process_alive
 
@@ -323,3 +325,47 @@ async def test_api_workers_start_with_a_large_answer_and_stop_with_the_runtime(
             assert "collector_api_worker_answers_total 1.0" in metrics
             assert "collector_api_worker_replacements_total 0.0" in metrics
     assert not any(map(process_alive, pids))
+
+
+class _Node:
+    other: _Node | None = None
+
+
+async def test_garbage_is_collected_on_a_clock_and_on_the_count_again_after() -> None:
+    assert gc.isenabled()
+    pacer = asyncio.create_task(collect_garbage_on_a_clock(young_every=0.05, full_every=3))
+    await asyncio.sleep(0)
+    assert not gc.isenabled()  # off its allocation count while the clock runs
+    young, old = _Node(), _Node()
+    young.other, old.other = old, young  # a cycle: reference counting alone never frees it
+    gc.collect(1)  # survives two collections: now in the oldest generation, which only a
+    gc.collect(1)  # full collection looks at
+    refs = [weakref.ref(young), weakref.ref(old)]
+    cycle = [_Node(), _Node()]
+    cycle[0].other, cycle[1].other = cycle[1], cycle[0]
+    refs.append(weakref.ref(cycle[0]))
+    del young, old, cycle
+    assert all(ref() is not None for ref in refs)
+    for _ in range(100):
+        if all(ref() is None for ref in refs):
+            break
+        await asyncio.sleep(0.02)
+    assert [ref() for ref in refs] == [None, None, None]
+    pacer.cancel()
+    await asyncio.gather(pacer, return_exceptions=True)
+    assert gc.isenabled()
+
+
+async def test_a_running_service_collects_garbage_on_the_clock(tmp_path: Path) -> None:
+    rt = Runtime(parse_config(config(tmp_path, port=free_port())), api=ApiServer)
+    service = asyncio.create_task(rt.run_until_signalled())
+    try:
+        for _ in range(200):
+            if not gc.isenabled():
+                break
+            await asyncio.sleep(0.05)
+        assert not gc.isenabled()
+    finally:
+        rt.request_stop()
+        await service
+    assert gc.isenabled()
