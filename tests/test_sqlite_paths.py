@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from collector.ledger import Ledger, LedgerURLError, small_reads, sqlite_batch
 from collector.ledger.small_reads import SmallReader
 from collector.ledger.sqlite_batch import chunks, many, values_sql
+from collector.ledger.writer import ROWS_PER_TURN
 from collector.model import Reading
 from collector.runtime import run_service
 
@@ -109,6 +110,43 @@ async def test_a_large_batch_gives_the_loop_a_turn_before_it_is_written(
         assert seen == [0, 2]  # a small batch goes at once; the large one after a turn
         assert sqlite_batch.STATEMENT_ROWS < 2_000
     finally:
+        await ledger.close()
+
+
+async def test_a_batch_larger_than_a_slice_is_made_into_rows_between_turns(
+        tmp_path: Path) -> None:
+    """A backlog's batch (80,000 readings) took 40 ms of the loop to become rows in one piece:
+    the rows are made a slice at a time, with the loop's turns between, and all are stored."""
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    await ledger.open()
+    made: list[int] = []  # ticks of the loop seen as each slice was made into rows
+    ticks = 0
+    rows_of = ledger.writer._rows
+
+    def spy(batch: list[Reading]) -> list[tuple[object, ...]]:
+        made.append(ticks)
+        return rows_of(batch)
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    n = 2 * ROWS_PER_TURN + 10
+    ledger.writer._rows = spy  # type: ignore[method-assign]
+    ticker = asyncio.get_running_loop().create_task(ticking())
+    try:
+        await ledger.write([Reading("press07", f"t{i % 50}", T0 + (i // 50) * S, float(i))
+                            for i in range(n)])
+        assert len(made) == 1 + 3  # the first slice met new series; three once they exist
+        assert made[1] < made[2] < made[3]  # a turn of the loop between slices
+        await ledger.writer.settle()
+        stored = sqlite3.connect(tmp_path / "ledger.db").execute(
+            "SELECT count(*), sum(value) FROM readings").fetchone()
+        assert stored == (n, float(sum(range(n))))
+    finally:
+        ticker.cancel()
         await ledger.close()
 
 

@@ -13,6 +13,7 @@ replayed batch insert nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -28,6 +29,7 @@ from collector.ledger.schema import machines, series
 from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import Reading
 
+ROWS_PER_TURN = 8192  # readings made into rows between turns of the event loop (~4 ms)
 _KEY = itemgetter(0, 1)  # (series_id, ts); duplicates keep their order
 _COLUMNS = rollup.READING_COLUMNS
 _PG_STAGE = "_collector_readings"
@@ -151,10 +153,10 @@ class LedgerWriter:
         if not batch:
             return 0
         try:
-            rows = self._rows(batch)
+            rows = await self._rows_yielding(batch)
         except KeyError:  # a series not seen before: create it (committed), then build again
             await self._ensure_series({(r.machine, r.tag) for r in batch} - self._ids.keys())
-            rows = self._rows(batch)
+            rows = await self._rows_yielding(batch)
         kinds = self._new_kinds(batch) if self._kindless else {}
         rows.sort(key=_KEY)
         if self._sqlite is not None:
@@ -215,6 +217,18 @@ class LedgerWriter:
         else:
             await raw.executemany(rollup.for_asyncpg(rollup.RECOMPUTE),  # type: ignore[union-attr]
                                   rollup.touched(rows))
+
+    async def _rows_yielding(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
+        """`_rows`, a slice of `ROWS_PER_TURN` readings at a time, giving the event loop a turn
+        between slices: 40,000 readings took 19 ms in one piece, scans waited for it."""
+        if len(batch) <= ROWS_PER_TURN:
+            return self._rows(batch)
+        rows: list[tuple[object, ...]] = []
+        for start in range(0, len(batch), ROWS_PER_TURN):
+            if start:
+                await asyncio.sleep(0)
+            rows += self._rows(batch[start:start + ROWS_PER_TURN])
+        return rows
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
         """(series_id, ts, value, text, quality, value_int, status) rows; raises KeyError for
