@@ -225,9 +225,8 @@ class LedgerWriter:
             return self._rows(batch)
         rows: list[tuple[object, ...]] = []
         for start in range(0, len(batch), ROWS_PER_TURN):
-            if start:
-                await asyncio.sleep(0)
             rows += self._rows(batch[start:start + ROWS_PER_TURN])
+            await asyncio.sleep(0)  # after the last slice too: sorting them is a step of its own
         return rows
 
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
