@@ -22,7 +22,7 @@ from collector.config import SourceConfig, parse_config
 from collector.ledger import PageQuery
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
-from collector.runtime import Runtime, collect_garbage_on_a_clock
+from collector.runtime import GC_COUNT_LIMIT, Runtime, collect_garbage_on_a_clock
 from tests.kit.ports import free_port
 from tests.test_api_offload import process_alive
 
@@ -332,15 +332,14 @@ class _Node:
 
 
 async def test_garbage_is_collected_on_a_clock_and_on_the_count_again_after() -> None:
-    assert gc.isenabled()
+    before = gc.get_threshold()
     pacer = asyncio.create_task(collect_garbage_on_a_clock(young_every=0.05, full_every=3))
     await asyncio.sleep(0)
-    assert not gc.isenabled()  # off its allocation count while the clock runs
+    assert gc.get_threshold()[0] == GC_COUNT_LIMIT  # its own count only past a burst
     young, old = _Node(), _Node()
     young.other, old.other = old, young  # a cycle: reference counting alone never frees it
-    gc.collect(1)  # survives two collections: now in the oldest generation, which only a
-    gc.collect(1)  # full collection looks at
-    refs = [weakref.ref(young), weakref.ref(old)]
+    gc.collect(1)  # it survives a collection: now in the oldest generation, which only a
+    refs = [weakref.ref(young), weakref.ref(old)]  # full collection looks at
     cycle = [_Node(), _Node()]
     cycle[0].other, cycle[1].other = cycle[1], cycle[0]
     refs.append(weakref.ref(cycle[0]))
@@ -353,19 +352,39 @@ async def test_garbage_is_collected_on_a_clock_and_on_the_count_again_after() ->
     assert [ref() for ref in refs] == [None, None, None]
     pacer.cancel()
     await asyncio.gather(pacer, return_exceptions=True)
-    assert gc.isenabled()
+    assert gc.get_threshold() == before
+
+
+async def test_a_burst_of_cyclic_garbage_is_collected_before_the_next_tick() -> None:
+    pacer = asyncio.create_task(collect_garbage_on_a_clock(young_every=3600))
+    await asyncio.sleep(0)
+    try:
+        first = _Node()
+        first.other = first
+        ref = weakref.ref(first)
+        del first
+        burst = []
+        for _ in range(GC_COUNT_LIMIT + 1000):  # each one object more, all alive
+            node = _Node()
+            node.other = node
+            burst.append(node)
+        assert ref() is None  # the count set a collection off, an hour before the clock
+    finally:
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
 
 
 async def test_a_running_service_collects_garbage_on_the_clock(tmp_path: Path) -> None:
     rt = Runtime(parse_config(config(tmp_path, port=free_port())), api=ApiServer)
+    before = gc.get_threshold()
     service = asyncio.create_task(rt.run_until_signalled())
     try:
         for _ in range(200):
-            if not gc.isenabled():
+            if gc.get_threshold()[0] == GC_COUNT_LIMIT:
                 break
             await asyncio.sleep(0.05)
-        assert not gc.isenabled()
+        assert gc.get_threshold()[0] == GC_COUNT_LIMIT
     finally:
         rt.request_stop()
         await service
-    assert gc.isenabled()
+    assert gc.get_threshold() == before
