@@ -387,4 +387,5 @@ async def test_a_running_service_collects_garbage_on_the_clock(tmp_path: Path) -
     finally:
         rt.request_stop()
         await service
+        gc.unfreeze()  # the service froze this test process's objects for good
     assert gc.get_threshold() == before
