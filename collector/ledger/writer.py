@@ -30,7 +30,11 @@ from collector.ledger.sqlite_batch import SqliteBatchWriter
 from collector.model import Reading
 
 ROWS_PER_TURN = 8192  # readings made into rows between turns of the event loop (~4 ms)
-_KEY = itemgetter(0, 1)  # (series_id, ts); duplicates keep their order
+# rows go in (series_id, ts) order, duplicates in the order they came: a stable sort by ts, then
+# one by series_id. Sorting by the pair instead built a key tuple per row and took 13-23 ms
+# for a batch of 50,000 in the running collector (its 50,000 tuples also set off the garbage
+# collector's count), where the two sorts take 1.5 ms.
+_TS, _SID = itemgetter(1), itemgetter(0)
 _COLUMNS = rollup.READING_COLUMNS
 _PG_STAGE = "_collector_readings"
 _PG_CREATE_STAGE = (
@@ -158,7 +162,8 @@ class LedgerWriter:
             await self._ensure_series({(r.machine, r.tag) for r in batch} - self._ids.keys())
             rows = await self._rows_yielding(batch)
         kinds = self._new_kinds(batch) if self._kindless else {}
-        rows.sort(key=_KEY)
+        rows.sort(key=_TS)
+        rows.sort(key=_SID)
         if self._sqlite is not None:
             await self._sqlite.write(rows, kinds)
         else:
