@@ -154,7 +154,8 @@ class SpoolConfig(Strict):
 
 class PipelineConfig(Strict):
     queue_size: int = Field(100_000, ge=100)  # readings held in memory before spilling to the spool
-    batch_size: int = Field(20_000, ge=1)  # a backlog goes in big batches; live data by time
+    # most readings per transaction: live data goes by time (flush_interval), up to this
+    batch_size: int = Field(50_000, ge=1)
     flush_interval: Duration = 2.0  # live readings committed together (README: what it trades)
     # a reading stamped further ahead of this box's clock is stored as uncertain and counted
     future_margin: Duration = 60.0

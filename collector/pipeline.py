@@ -35,6 +35,9 @@ log = logging.getLogger("collector.pipeline")
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
 FUTURE_LOG_EVERY = 60.0  # seconds between log lines about readings stamped in the future
+# readings a spool replay takes per transaction, at least (`batch_size` when larger): bigger
+# ones write little less, and all of one is in memory at once
+REPLAY_READINGS = 80_000
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ class Pipeline:
         """Move spooled batches into the ledger, oldest first, until the spool is empty or a
         write fails; leaves room for live data by yielding between chunks."""
         while self.spool.backlog:
-            chunk = await self.spool.peek(self.config.batch_size * 4)
+            chunk = await self.spool.peek(max(self.config.batch_size, REPLAY_READINGS))
             if not chunk:
                 return
             batch = _concat(readings for _, readings in chunk)

@@ -22,7 +22,12 @@ from collector.config import SourceConfig, parse_config
 from collector.ledger import PageQuery
 from collector.ledger.engine import MIGRATIONS
 from collector.model import Reading, now_us
-from collector.runtime import GC_COUNT_LIMIT, Runtime, collect_garbage_on_a_clock
+from collector.runtime import (
+    GC_COUNT_LIMIT,
+    GC_OBJECTS_PER_READING,
+    Runtime,
+    collect_garbage_on_a_clock,
+)
 from tests.kit.ports import free_port
 from tests.test_api_offload import process_alive
 
@@ -375,15 +380,19 @@ async def test_a_burst_of_cyclic_garbage_is_collected_before_the_next_tick() -> 
 
 
 async def test_a_running_service_collects_garbage_on_the_clock(tmp_path: Path) -> None:
-    rt = Runtime(parse_config(config(tmp_path, port=free_port())), api=ApiServer)
+    cfg = parse_config(config(tmp_path, port=free_port()))
+    rt = Runtime(cfg, api=ApiServer)
+    # the count's bound sits above what a full batch keeps alive (50,000 readings: 150,000)
+    limit = max(GC_COUNT_LIMIT, GC_OBJECTS_PER_READING * cfg.pipeline.batch_size)
+    assert limit == 150_000
     before = gc.get_threshold()
     service = asyncio.create_task(rt.run_until_signalled())
     try:
         for _ in range(200):
-            if gc.get_threshold()[0] == GC_COUNT_LIMIT:
+            if gc.get_threshold()[0] == limit:
                 break
             await asyncio.sleep(0.05)
-        assert gc.get_threshold()[0] == GC_COUNT_LIMIT
+        assert gc.get_threshold()[0] == limit
     finally:
         rt.request_stop()
         await service
