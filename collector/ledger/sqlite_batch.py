@@ -41,7 +41,9 @@ INSERT = f"INSERT INTO readings_recent ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLIC
 INSERT_CHECKED = (
     f"INSERT INTO readings_recent ({_COLUMNS}) SELECT {_MARKS} WHERE NOT EXISTS "
     "(SELECT 1 FROM readings WHERE series_id = ? AND ts = ?) ON CONFLICT DO NOTHING")
-RECENT_SPAN = "SELECT min(series_id), max(series_id) FROM readings_recent"
+# two statements' worth: with min() and max() in one SELECT, SQLite scans the whole table
+RECENT_SPAN = ("SELECT (SELECT min(series_id) FROM readings_recent), "
+               "(SELECT max(series_id) FROM readings_recent)")
 RECENT_SERIES = ("SELECT series_id, count(*), max(ts) FROM readings_recent "
                  "WHERE series_id >= ? AND series_id <= ? GROUP BY series_id ORDER BY series_id")
 MOVE_SERIES = (f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_recent "
