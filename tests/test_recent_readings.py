@@ -245,3 +245,46 @@ async def test_a_move_meeting_rows_already_in_readings_sums_their_minutes_again(
         assert sum(b.count for b in buckets) == 90
     finally:
         await ledger.close()
+
+
+async def test_a_move_sums_its_minutes_one_minute_at_a_time_as_one_sorted_pass_would(
+        tmp_path: Path) -> None:
+    """Once the writer knows the minutes its waiting rows fall in (from its first move on),
+    a move sums them one minute per statement, in key order; wider or unknown spans take the
+    one sorted statement. The rollups are the same either way."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(f"sqlite:///{path}")
+    await ledger.open()
+    writer = ledger.writer._sqlite
+    assert writer is not None
+    start = T0 - T0 % MINUTE
+
+    def readings(first: int, seconds: int) -> list[Reading]:
+        out = []
+        for s in range(first, first + seconds):
+            ts = start + s * 1_000_000
+            out += [Reading("press07", "current", ts, s * 0.5 if s % 7 else None),
+                    Reading("press07", "count", ts, 10_000 + s),
+                    Reading("press07", "mode", ts, "auto" if s % 2 else "setup")]
+        return out
+
+    try:
+        await ledger.write(readings(30, 50))  # 0:30 .. 1:19
+        assert writer._minutes() is None  # what waited before it started is not known
+        await ledger.writer.settle()
+        await ledger.write(readings(80, 30))  # 1:20 .. 1:49: a minute already half moved
+        await ledger.write(readings(110, 40))  # .. 2:29
+        assert writer._minutes() == [start + MINUTE, start + 2 * MINUTE]
+        await ledger.writer.settle()
+        rollups_equal_readings(path)
+        await ledger.write(readings(150, 200))  # 2:30 .. 5:49: four minutes, one statement
+        assert writer._minutes() is None
+        await ledger.writer.settle()
+        rollups_equal_readings(path)
+        await ledger.write(readings(350, 5))
+        assert writer._minutes() == [start + 5 * MINUTE]
+        await ledger.writer.settle()
+        rollups_equal_readings(path)
+        assert tables(path) == (3 * 355 - 90, 0, 3 * 355 - 90)
+    finally:
+        await ledger.close()

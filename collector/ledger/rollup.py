@@ -70,15 +70,17 @@ ADD_PG = ADD.replace(f"VALUES ({', '.join(['?'] * 11)})", f"SELECT * FROM {STAGE
 
 
 
-def minutes_of(table: str, where: str) -> str:
-    """SELECT of the `readings_1m` rows the rows of `table` matching `where` make."""
+def minutes_of(table: str, where: str, minute: str | None = None) -> str:
+    """SELECT of the `readings_1m` rows the rows of `table` matching `where` make; with
+    `minute` (an expression), those rows all fall in that one minute, and are grouped by
+    series alone: in key order, with no sort."""
+    group = "ts - ts % 60000000" if minute is None else None
     return (
         "SELECT g.series_id, g.minute, g.n, g.nv, g.lo, g.hi, g.total, g.last_ts, r.value,"
-        " r.text, r.value_int "
-        "FROM (SELECT series_id, ts - ts % 60000000 AS minute, count(*) AS n,"
+        f" r.text, r.value_int FROM (SELECT series_id, {group or minute} AS minute, count(*) AS n,"
         " count(value) AS nv, min(value) AS lo, max(value) AS hi, sum(value) AS total,"
         f" max(ts) AS last_ts FROM {table} WHERE {where}"
-        " GROUP BY series_id, ts - ts % 60000000) g "
+        f" GROUP BY series_id{', ' + group if group else ''}) g "
         f"JOIN {table} r ON r.series_id = g.series_id AND r.ts = g.last_ts"
     )
 
@@ -98,6 +100,14 @@ RECOMPUTE = (
 ADD_RECENT = (
     f"INSERT INTO readings_1m ({_COLUMNS}) "
     + minutes_of("readings_recent", "series_id >= ? AND series_id <= ?")
+    + " WHERE true" + ADD[ADD.index(" ON CONFLICT "):]
+)
+# the same for the rows of one minute (positional: first, last, minute start): grouped in key
+# order instead of sorted, 0.37 -> 0.25 µs a row for the SELECT (20,000 series, 30 rows each)
+ADD_RECENT_MINUTE = (
+    f"INSERT INTO readings_1m ({_COLUMNS}) "
+    + minutes_of("readings_recent",
+                 "series_id >= ?1 AND series_id <= ?2 AND ts >= ?3 AND ts < ?3 + 60000000", "?3")
     + " WHERE true" + ADD[ADD.index(" ON CONFLICT "):]
 )
 

@@ -112,6 +112,9 @@ MOVE_ROWS = 600_000  # ... or once this many wait (a backlog replayed; 20,000 ta
 # moves every 30 s (each series' newest pages written half as often) and 5.3 µs every 90 s (each
 # commit rewrites more of the larger recent table); 5,000 tags 5.7 against 6.3 µs.
 MOVE_CHUNK = 8192  # rows moved and summed per statement of a move (about)
+# a move sums its rows' minutes one minute per statement (in key order, no sort) when its rows
+# are known to fall in at most this many minutes; else in one statement that sorts them
+MINUTE_STATEMENTS = 3
 NOTHING = -(2**63) - 1  # older than any timestamp: a series with nothing in `readings`
 # The writer's page cache: what a move touches (each series' newest page of `readings` and of
 # `readings_1m`) is written and not read again for a minute, and the pages of the recent
@@ -141,6 +144,9 @@ class SqliteBatchWriter:
         self._moved: dict[int, int] = {}  # series -> its newest ts in `readings`
         self._moved_top = NOTHING  # the newest of them all
         self._waiting = 0  # rows committed into readings_recent since the last move
+        # oldest and newest ts of what readings_recent may hold, None while not known (it
+        # may hold rows from before this writer started)
+        self._span: tuple[int, int] | None = None
         self._moved_at = time.monotonic()
         self._move_failed = False
         self.moves_done = 0
@@ -154,6 +160,9 @@ class SqliteBatchWriter:
         conn = self._conn or self._open()
         turns = Turns()  # from here: splitting and shaping a large batch take milliseconds too
         fresh, known = self._split(conn, rows)
+        if self._span is not None and rows:  # before the rows go in: a bound that may be wide
+            self._span = (min(self._span[0], min(map(_TS, rows))),
+                          max(self._span[1], max(map(_TS, rows))))
         await self._begin(conn)
         try:
             if kinds:
@@ -231,11 +240,15 @@ class SqliteBatchWriter:
         try:
             turns = Turns()
             counts = await self._recent_series(conn, turns)
+            minutes = self._minutes()
             for first, last, rows in _chunks(counts, MOVE_CHUNK):
                 await turns.maybe()
                 inserted = conn.execute(MOVE_SERIES, (first, last)).rowcount
                 await turns.maybe()
-                if inserted == rows:
+                if inserted == rows and minutes is not None:
+                    for minute in minutes:
+                        conn.execute(rollup.ADD_RECENT_MINUTE, (first, last, minute))
+                elif inserted == rows:
                     conn.execute(rollup.ADD_RECENT, (first, last))
                 else:  # some were in `readings` already: rebuild their minutes from there
                     log.warning("%d recent readings were in the readings table already; their "
@@ -254,10 +267,22 @@ class SqliteBatchWriter:
                 self._moved[sid] = ts
         self._moved_top = max(self._moved.values(), default=NOTHING)
         self._waiting = 0
+        self._span = (-NOTHING, NOTHING)  # empty: every row committed from now on widens it
         self._moved_at = time.monotonic()
         self.moves_done += 1
         self._maybe_checkpoint()
         return moved
+
+    def _minutes(self) -> list[int] | None:
+        """The starts of the minutes readings_recent's rows fall in, when they are known to be
+        at most `MINUTE_STATEMENTS`; None otherwise."""
+        if self._span is None:
+            return None
+        oldest, newest = self._span
+        first = oldest - oldest % rollup.MINUTE
+        if oldest < 0 or newest < first or (newest - first) // rollup.MINUTE >= MINUTE_STATEMENTS:
+            return None  # (before 1970, SQLite's `ts % 60000000` rounds toward zero instead)
+        return list(range(first, newest + 1, rollup.MINUTE))
 
     async def _recent_series(self, conn: sqlite3.Connection, turns: Turns
                              ) -> list[tuple[int, int, int]]:
