@@ -150,6 +150,8 @@ async def test_moves_come_by_time_and_by_count_and_a_restart_finds_what_waited(
         # a replay of the waiting rows and of moved ones stores nothing twice
         await again.write([Reading("press07", "t", T0 + 290 + i, 7.0) for i in range(61)])
         assert tables(path) == (301, 50, 351)
+        # the minutes of what waited are not known: the next move sums them in one sort
+        assert again.writer._sqlite is not None and again.writer._sqlite._minutes() is None
     finally:
         await again.close()  # a clean stop moves what waits
     assert tables(path) == (351, 0, 351)
@@ -249,9 +251,10 @@ async def test_a_move_meeting_rows_already_in_readings_sums_their_minutes_again(
 
 async def test_a_move_sums_its_minutes_one_minute_at_a_time_as_one_sorted_pass_would(
         tmp_path: Path) -> None:
-    """Once the writer knows the minutes its waiting rows fall in (from its first move on),
-    a move sums them one minute per statement, in key order; wider or unknown spans take the
-    one sorted statement. The rollups are the same either way."""
+    """When the writer knows the minutes its waiting rows fall in (nothing waited when it
+    started, or it has moved once since), a move sums them one minute per statement, in key
+    order; wider or unknown spans take the one sorted statement. The rollups are the same
+    either way."""
     path = tmp_path / "ledger.db"
     ledger = Ledger(f"sqlite:///{path}")
     await ledger.open()
@@ -270,7 +273,9 @@ async def test_a_move_sums_its_minutes_one_minute_at_a_time_as_one_sorted_pass_w
 
     try:
         await ledger.write(readings(30, 50))  # 0:30 .. 1:19
-        assert writer._minutes() is None  # what waited before it started is not known
+        assert writer._minutes() == [start, start + MINUTE]  # nothing waited at the start
+        writer._span = None  # as after a start with readings left waiting
+        assert writer._minutes() is None
         await ledger.writer.settle()
         await ledger.write(readings(80, 30))  # 1:20 .. 1:49: a minute already half moved
         await ledger.write(readings(110, 40))  # .. 2:29

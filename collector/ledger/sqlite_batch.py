@@ -144,8 +144,8 @@ class SqliteBatchWriter:
         self._moved: dict[int, int] = {}  # series -> its newest ts in `readings`
         self._moved_top = NOTHING  # the newest of them all
         self._waiting = 0  # rows committed into readings_recent since the last move
-        # oldest and newest ts of what readings_recent may hold, None while not known (it
-        # may hold rows from before this writer started)
+        # oldest and newest ts of what readings_recent may hold; None while not known (rows
+        # left from before this writer started, by a process that did not stop cleanly)
         self._span: tuple[int, int] | None = None
         self._moved_at = time.monotonic()
         self._move_failed = False
@@ -353,6 +353,9 @@ class SqliteBatchWriter:
         conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         conn.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread (see _begin)
         conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on a thread instead
+        if self.moves and self._span is None and conn.execute(
+                "SELECT 1 FROM readings_recent LIMIT 1").fetchone() is None:
+            self._span = (-NOTHING, NOTHING)  # nothing waits (the last stop moved it all)
         self._conn = conn
         return conn
 
