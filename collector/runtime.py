@@ -46,20 +46,21 @@ LEDGER_RETRY_MAX = 30.0
 # before a service manager's own stop timeout kills the process
 SOURCE_STOP_SECONDS = 10.0
 # Python's cyclic garbage collector runs on a clock while the service runs, not on its own
-# allocation count (only a burst of 100,000 objects still sets one off): every reading is a
-# tuple the count includes, and readings live until their batch is written, so the count's
-# collections kept finding the same live readings and promoting them, and the full
-# collections that promotion set off traversed them again. 2,000 tags at 1 Hz: 5.8
-# collections a second, 0.85 ms of CPU a second; 20,000 tags: 78 a second, 38 of them full
-# a minute, 13 ms of CPU a second, a tenth of the collector's CPU. Reference counting frees
-# every reading either way; the clock only bounds how long cyclic garbage waits.
+# allocation count (only a burst still sets one off, see below): every reading is a tuple the
+# count includes, and readings live until their batch is written, so the count's collections
+# kept finding the same live readings and promoting them, and the full collections that
+# promotion set off traversed them again. 2,000 tags at 1 Hz: 5.8 collections a second,
+# 0.85 ms of CPU a second; 20,000 tags: 78 a second, 38 of them full a minute, 13 ms of CPU a
+# second, a tenth of the collector's CPU. Reference counting frees every reading either way;
+# the clock only bounds how long cyclic garbage waits.
 GC_YOUNG_EVERY = 5.0  # seconds between collections of the young generations
 GC_FULL_EVERY = 12  # ... and every this many of them, a full collection
-GC_COUNT_LIMIT = 100_000  # objects gained since the last collection that set one off anyway,
-# at least; and at least this many per reading of a full batch (`pipeline.batch_size`): while
-# a batch is made into rows, its readings and their rows are alive, and the next batch comes
-# in. Below that the count went off at every batch of 50,000 (20,000 tags), a collection of
-# 9-11 ms that found nothing.
+# The count still sets a collection off once this many more objects are alive than at the
+# last one: the larger of GC_COUNT_LIMIT and GC_OBJECTS_PER_READING per reading of a full
+# batch (`pipeline.batch_size`), since while a batch is made into rows its readings and their
+# rows are alive and the next batch comes in. Below that the count went off at every batch of
+# 50,000 (20,000 tags): a collection of 9-11 ms that found nothing.
+GC_COUNT_LIMIT = 100_000
 GC_OBJECTS_PER_READING = 3
 
 

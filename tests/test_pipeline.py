@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from collector import pipeline as pipeline_module
 from collector.config import PipelineConfig
 from collector.ledger import Ledger, PageQuery
 from collector.model import BAD, Reading
@@ -176,3 +179,36 @@ async def test_shutdown_spools_what_the_ledger_cannot_take_and_restart_replays(t
         assert len(await all_keys(up.ledger)) == 300
     finally:
         await close(up)
+
+
+async def test_a_replay_goes_in_transactions_of_replay_readings_not_of_the_batch_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog in the spool goes into the ledger `REPLAY_READINGS` at a time (or
+    `batch_size` when larger), in whole spooled batches, all of it, oldest first: one
+    transaction holds that many readings in memory, whatever the live batches' size."""
+    monkeypatch.setattr(pipeline_module, "REPLAY_READINGS", 250)
+    spool = Spool(tmp_path / "spool.db", 10**9)
+    await spool.open()
+    for i in range(10):  # an outage left ten batches of 100 behind
+        await spool.append([Reading("m", f"t{j}", T0 + i * S, float(j)) for j in range(100)])
+    ledger = Ledger(f"sqlite:///{tmp_path}/l.db")
+    await ledger.open()
+    sizes: list[int] = []
+    write = ledger.write
+
+    async def counted(batch: list[Reading]) -> int:
+        sizes.append(len(batch))
+        return await write(batch)
+
+    ledger.write = counted  # type: ignore[method-assign]
+    p = Pipeline(ledger, spool, PipelineConfig(batch_size=100, flush_interval=0.02))
+    await p.start()
+    try:
+        for _ in range(200):
+            if spool.backlog == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert sizes == [200] * 5  # two spooled batches a time: a third would pass 250
+        assert len(await all_keys(ledger)) == 1000
+    finally:
+        await close(p)

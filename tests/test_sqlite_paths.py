@@ -90,9 +90,9 @@ async def test_a_large_batch_gives_the_loop_a_turn_before_it_is_written(
     split = sqlite_batch.SqliteBatchWriter._split
 
     def spy(self: sqlite_batch.SqliteBatchWriter, conn: sqlite3.Connection,
-            rows: list[tuple[object, ...]]) -> object:
+            rows: list[tuple[object, ...]], oldest: int) -> object:
         seen.append(len(ticks))
-        return split(self, conn, rows)
+        return split(self, conn, rows, oldest)
 
     async def tick() -> None:
         ticks.append(1)

@@ -159,10 +159,10 @@ class SqliteBatchWriter:
             await asyncio.sleep(0)  # (5,000 tags, 2 s batches: scan jitter p99 26 -> 16 ms)
         conn = self._conn or self._open()
         turns = Turns()  # from here: splitting and shaping a large batch take milliseconds too
-        fresh, known = self._split(conn, rows)
+        oldest = min(map(_TS, rows), default=-NOTHING)
+        fresh, known = self._split(conn, rows, oldest)
         if self._span is not None and rows:  # before the rows go in: a bound that may be wide
-            self._span = (min(self._span[0], min(map(_TS, rows))),
-                          max(self._span[1], max(map(_TS, rows))))
+            self._span = (min(self._span[0], oldest), max(self._span[1], max(map(_TS, rows))))
         await self._begin(conn)
         try:
             if kinds:
@@ -189,10 +189,11 @@ class SqliteBatchWriter:
             await self.move_quietly()
         return inserted
 
-    def _split(self, conn: sqlite3.Connection, rows: Sequence[Row]
+    def _split(self, conn: sqlite3.Connection, rows: Sequence[Row], oldest: int
                ) -> tuple[Sequence[Row], list[Row]]:
-        """rows newer than everything their series has in `readings` (inserted unchecked),
-        and the others (looked up there first), both in the rows' order."""
+        """rows (the oldest stamped `oldest`) newer than everything their series has in
+        `readings` (inserted unchecked), and the others (looked up there first), both in the
+        rows' order."""
         moved = self._moved
         unknown = set(map(_SID, rows)) - moved.keys()
         if unknown:
@@ -205,7 +206,7 @@ class SqliteBatchWriter:
             for sid in unknown:  # not in `series` (yet): nothing of it in `readings` either
                 moved.setdefault(sid, NOTHING)
             self._moved_top = max(moved.values(), default=NOTHING)
-        if rows and min(map(_TS, rows)) > self._moved_top:  # the usual batch: all newer
+        if rows and oldest > self._moved_top:  # the usual batch: all newer
             return rows, []
         fresh: list[Row] = []
         known: list[Row] = []

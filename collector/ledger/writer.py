@@ -90,8 +90,7 @@ class LedgerWriter:
         self.engine = engine
         self.box = box
         self.dialect = engine.dialect.name
-        self._ids: dict[tuple[str, str], int] = {}
-        self._tag_ids: dict[str, dict[str, int]] = {}  # the same, machine -> tag -> id
+        self._ids: dict[str, dict[str, int]] = {}  # machine -> tag -> series id
         self._kindless: set[int] = set()  # series whose kind is not known yet
         self._known_machines: set[str] = set()
         self._info: dict[tuple[str, str], SeriesInfo] = {}
@@ -143,11 +142,11 @@ class LedgerWriter:
             if self._sqlite is None:  # rows a copy from a SQLite ledger left there (`schema`)
                 await conn.run_sync(rollup.fold_recent)
             await self._load_ids(conn)
-            missing = [i for i in infos if (i.machine, i.tag) not in self._ids]
+            missing = [i for i in infos if self._id(i.machine, i.tag) is None]
             if missing:
                 await self._create(conn, missing)
             for info in infos:  # a unit or source edited in the config follows into the ledger
-                sid = self._ids[(info.machine, info.tag)]
+                sid = self._ids[info.machine][info.tag]
                 await conn.execute(
                     update(series).where(series.c.id == sid)
                     .values(unit=info.unit, source=info.source, protocol=info.protocol)
@@ -160,7 +159,8 @@ class LedgerWriter:
         try:
             rows = await self._rows_yielding(batch)
         except KeyError:  # a series not seen before: create it (committed), then build again
-            await self._ensure_series({(r.machine, r.tag) for r in batch} - self._ids.keys())
+            await self._ensure_series({(r.machine, r.tag) for r in batch
+                                       if self._id(r.machine, r.tag) is None})
             rows = await self._rows_yielding(batch)
         kinds = self._new_kinds(batch) if self._kindless else {}
         rows.sort(key=_TS)
@@ -238,7 +238,7 @@ class LedgerWriter:
     def _rows(self, batch: Sequence[Reading]) -> list[tuple[object, ...]]:
         """(series_id, ts, value, text, quality, value_int, status) rows; raises KeyError for
         an unknown series. An integer keeps its exact value in value_int (`exact`)."""
-        by_machine = self._tag_ids
+        by_machine = self._ids
         last: str | None = None
         tag_ids: dict[str, int] = {}
         rows: list[tuple[object, ...]] = []
@@ -288,7 +288,7 @@ class LedgerWriter:
         for r in batch:
             if r.value is None:
                 continue
-            sid = self._ids[(r.machine, r.tag)]
+            sid = self._ids[r.machine][r.tag]
             if sid in kindless and sid not in pending:
                 pending[sid] = kind_of(r.value)  # type: ignore[assignment]
         return pending
@@ -297,7 +297,7 @@ class LedgerWriter:
         """Create the series (and machines) not in the ledger yet, in a transaction of its own."""
         def missing() -> list[SeriesInfo]:
             return [self._info.get(k) or SeriesInfo(*k) for k in sorted(unknown)
-                    if k not in self._ids]
+                    if self._id(*k) is None]
 
         if self._sqlite is None:
             async with self.engine.begin() as conn:
@@ -313,11 +313,13 @@ class LedgerWriter:
                 [(i.machine, i.tag, i.unit, i.source, i.protocol) for i in still])
             self._absorb(*self._sqlite.ids())
 
+    def _id(self, machine: str, tag: str) -> int | None:
+        return self._ids.get(machine, {}).get(tag)
+
     def _absorb(self, rows: Iterable[Sequence[Any]], machine_ids: Iterable[str]) -> None:
         """Take in (id, machine, tag, kind) of every series and the machine ids."""
         for sid, machine, tag, kind in rows:
-            self._ids[(machine, tag)] = sid
-            self._tag_ids.setdefault(machine, {})[tag] = sid
+            self._ids.setdefault(machine, {})[tag] = sid
             if kind is None:
                 self._kindless.add(sid)
             else:
